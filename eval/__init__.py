@@ -1,0 +1,1 @@
+"""Evaluation suite for ganplug (installed as ganplug.eval)."""

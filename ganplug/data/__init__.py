@@ -1,0 +1,1 @@
+"""Reading, cleaning, preparing and serving training images."""

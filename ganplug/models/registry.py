@@ -1,0 +1,82 @@
+"""Model families by name.
+
+A family is a config dataclass, a builder for (generator, discriminator) and a frozen `ModelSpec`
+that says what the generator supports. Training, sampling, eval and serving depend on the spec, never
+on the family, so adding a family is one file plus one `register()` call in models/__init__.py.
+
+Generator contract (every family):
+    G.z_dim                      latent size
+    G(z, truncation=1.0, **kw)   -> images in [-1, 1], NCHW float, C = spec.channels
+Style-based generators add:
+    G.mapping(z, truncation=1.0) -> ws [N, num_ws, w_dim];  G.synthesis(ws, noise_mode=...) -> images
+    G.w_avg                      tracked mean of w (buffer), used for truncation
+Discriminator contract:
+    D(images)                    -> logits [N]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ganplug.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    arch: str
+    size: int
+    channels: int
+    z_dim: int
+    style_based: bool = False  # has mapping/synthesis and a w space (truncation in w, mixing)
+    num_ws: int = 0  # number of style inputs (0 for non-style models)
+    image_to_image: bool = False  # pix2pix-like: generator takes an image, not z
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    config_cls: type  # a dataclass; must have `size` and `channels` fields
+    build: Callable[[Any], tuple[nn.Module, nn.Module]]  # config -> (G, D)
+    spec: Callable[[Any], ModelSpec]
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    if family.name in FAMILIES:
+        raise ValueError(f"model family {family.name!r} registered twice")
+    FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise UserError(f"unknown architecture {name!r}; available: {', '.join(sorted(FAMILIES))}.") from None
+
+
+def config_from_dict(arch: str, values: dict[str, Any]) -> Any:
+    """Build a family's config from a dict (CLI options or checkpoint JSON), refusing unknown keys."""
+    cls = get_family(arch).config_cls
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"{arch} does not take option(s) {', '.join(unknown)}; it takes {', '.join(sorted(names))}.")
+    cfg = cls(**values)
+    validate = getattr(cfg, "validate", None)
+    if validate is not None:
+        validate()
+    return cfg
+
+
+def build_models(arch: str, cfg: Any) -> tuple[nn.Module, nn.Module, ModelSpec]:
+    fam = get_family(arch)
+    g, d = fam.build(cfg)
+    return g, d, fam.spec(cfg)

@@ -1,0 +1,1 @@
+"""Feature extractors (Inception, VGG16/LPIPS, network-free) and weight discovery."""

@@ -1,0 +1,1 @@
+"""The local generation server (`ganplug serve`)."""

@@ -1,0 +1,1 @@
+"""Training: config, losses, penalties, augmentation, EMA and the loop."""

@@ -1,0 +1,184 @@
+"""Tileable (seamless) generation: circular padding in every convolution, at inference time only.
+
+A generator whose spatial layers all treat their input as a torus produces an image whose left edge
+continues its right edge and whose top continues its bottom. Training is untouched: `tileable()` is a
+context manager that, in the calling thread only, rewrites the padded convolutions and the smooth
+upsamplings that the generator runs:
+
+- `conv2d` with padding p: the input is wrapped by p on each side and convolved with padding 0;
+- `conv_transpose2d` (stride s, padding p, kernel k): there is no built-in circular mode, so the
+  input is wrapped by m = ceil((d(k-1) + output_padding) / s) pixels, the transposed convolution runs
+  with padding 0 and the result is cropped back to the normal output; for DCGAN's k=4, s=2, p=1 this
+  is the exact transposed convolution on a torus;
+- `interpolate` in bilinear/bicubic mode with an integer scale: wrapped by 2 source pixels, cropped.
+
+Layers with padding 0 (DCGAN's first 1x1 -> 4x4 projection) are left alone: they make the first
+feature map, which every later layer then treats as periodic.
+
+The rewrite works at the level of `torch.nn.functional`, so it covers nn.Conv2d, nn.ConvTranspose2d
+and hand-written modulated convolutions alike, whatever the model family. It is thread-local (a
+server can run tileable and plain requests on the same cached generator at once) and the patch is
+removed when the last active context in the process exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+_state = threading.local()  # .depth: how many tileable() contexts this thread is inside
+_install_lock = threading.Lock()
+_install_count = 0
+_originals: dict[str, object] = {}
+
+
+def _active() -> bool:
+    return getattr(_state, "depth", 0) > 0
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, int):
+        return v, v
+    v = tuple(v)
+    return (v[0], v[0]) if len(v) == 1 else (int(v[0]), int(v[1]))
+
+
+def wrap_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Circular padding of the last two dims by any amount (even more than the size itself)."""
+    h, w = x.shape[-2], x.shape[-1]
+    if top or bottom:
+        rows = torch.arange(-top, h + bottom, device=x.device) % h
+        x = x.index_select(-2, rows)
+    if left or right:
+        cols = torch.arange(-left, w + right, device=x.device) % w
+        x = x.index_select(-1, cols)
+    return x
+
+
+def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    orig = _originals["conv2d"]
+    if not _active() or input.dim() != 4:
+        return orig(input, weight, bias, stride, padding, dilation, groups)
+    kh, kw = weight.shape[-2], weight.shape[-1]
+    dh, dw = _pair(dilation)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return orig(input, weight, bias, stride, padding, dilation, groups)
+        # "same" (stride 1): total padding d(k-1), the extra pixel on the far side as torch does.
+        th, tw = dh * (kh - 1), dw * (kw - 1)
+        pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    else:
+        ph, pw = _pair(padding)
+        pads = (ph, ph, pw, pw)
+    if not any(pads):
+        return orig(input, weight, bias, stride, padding, dilation, groups)
+    x = wrap_pad(input, *pads)
+    return orig(x, weight, bias, stride, 0, dilation, groups)
+
+
+def _conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    orig = _originals["conv_transpose2d"]
+    ph, pw = _pair(padding)
+    if not _active() or input.dim() != 4 or (ph == 0 and pw == 0):
+        return orig(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    sh, sw = _pair(stride)
+    oph, opw = _pair(output_padding)
+    dh, dw = _pair(dilation)
+    kh, kw = weight.shape[-2], weight.shape[-1]
+    mh = math.ceil((dh * (kh - 1) + oph) / sh)
+    mw = math.ceil((dw * (kw - 1) + opw) / sw)
+    n_h, n_w = input.shape[-2], input.shape[-1]
+    y = orig(wrap_pad(input, mh, mh, mw, mw), weight, bias, stride, 0, 0, groups, dilation)
+    out_h = (n_h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    out_w = (n_w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    top, left = mh * sh + ph, mw * sw + pw
+    return y[..., top : top + out_h, left : left + out_w]
+
+
+def _interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None, **kw):
+    orig = _originals["interpolate"]
+    smooth = mode in ("bilinear", "bicubic")
+    if not _active() or not smooth or input.dim() != 4 or align_corners:
+        return orig(input, size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners, **kw)
+    h, w = input.shape[-2], input.shape[-1]
+    if size is not None:
+        oh, ow = _pair(size)
+        sh, sw = oh / h, ow / w
+    else:
+        sh, sw = (float(s) for s in _pair_float(scale_factor))
+    if sh != int(sh) or sw != int(sw):  # wrap-and-crop is exact only for integer scales
+        return orig(input, size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners, **kw)
+    m = 2
+    y = orig(wrap_pad(input, m, m, m, m), scale_factor=(sh, sw), mode=mode, align_corners=align_corners, **kw)
+    top, left = int(m * sh), int(m * sw)
+    return y[..., top : top + int(h * sh), left : left + int(w * sw)]
+
+
+def _pair_float(v) -> tuple[float, float]:
+    if isinstance(v, (int, float)):
+        return float(v), float(v)
+    v = tuple(v)
+    return (float(v[0]), float(v[0])) if len(v) == 1 else (float(v[0]), float(v[1]))
+
+
+_PATCHES = {"conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d, "interpolate": _interpolate}
+
+
+def _install() -> None:
+    global _install_count
+    with _install_lock:
+        if _install_count == 0:
+            for name, fn in _PATCHES.items():
+                _originals[name] = getattr(F, name)
+                setattr(F, name, fn)
+        _install_count += 1
+
+
+def _uninstall() -> None:
+    global _install_count
+    with _install_lock:
+        _install_count -= 1
+        if _install_count == 0:
+            for name in _PATCHES:
+                setattr(F, name, _originals[name])
+
+
+@contextlib.contextmanager
+def tileable(enabled: bool = True) -> Iterator[None]:
+    """Inside this block (this thread only), generators produce seamless, tileable images."""
+    if not enabled:
+        yield
+        return
+    _install()
+    _state.depth = getattr(_state, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+        _uninstall()
+
+
+def seam_jumps(img) -> dict[str, float]:
+    """Mean absolute jump across the wrap-around seams vs between interior neighbours (HWC or CHW ok).
+
+    Used by tests and by `ganplug serve`'s docs: a tileable image has seam jumps no larger than the
+    interior ones.
+    """
+    import numpy as np
+
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.shape[0] <= 4 and a.shape[-1] > 4:  # CHW -> HWC
+        a = np.moveaxis(a, 0, -1)
+    interior_x = np.abs(np.diff(a, axis=1)).mean()
+    interior_y = np.abs(np.diff(a, axis=0)).mean()
+    seam_x = np.abs(a[:, 0] - a[:, -1]).mean()
+    seam_y = np.abs(a[0] - a[-1]).mean()
+    return {"seam_x": float(seam_x), "seam_y": float(seam_y),
+            "interior_x": float(interior_x), "interior_y": float(interior_y)}

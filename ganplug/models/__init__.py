@@ -1,1 +1,9 @@
-"""Model families: one file each, registered by name."""
+"""Model families: one file each, registered here by name (see registry.py for the contract)."""
+
+from ganplug.models import dcgan, stylegan
+from ganplug.models.registry import FAMILIES, ModelSpec, build_models, config_from_dict, get_family, register
+
+register(dcgan.FAMILY)
+register(stylegan.FAMILY)
+
+__all__ = ["FAMILIES", "ModelSpec", "build_models", "config_from_dict", "get_family", "register"]

@@ -1,0 +1,73 @@
+"""`ganplug demo`: train a DCGAN on the bundled emoji set for a few minutes and show what it made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def demo_data_dir() -> Path:
+    """The bundled demo images (a Twemoji subset, CC-BY 4.0: see its NOTICE)."""
+    import ganplug
+
+    return Path(ganplug.__file__).resolve().parent / "demo_data"
+
+
+def _free_name(base: Path) -> Path:
+    """`base`, or `base-2`, `base-3`... so a second demo never overwrites the first."""
+    if not base.exists():
+        return base
+    k = 2
+    while (candidate := base.with_name(f"{base.name}-{k}")).exists():
+        k += 1
+    return candidate
+
+
+def demo(
+    minutes: float = typer.Option(3.0, help="Training time budget in minutes."),
+    out: Path = typer.Option(Path("ganplug-demo"), help="Run folder (a free name is chosen if it exists)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16."),
+    batch: int = typer.Option(64, help="Images per batch."),
+) -> None:
+    """Train a 64x64 DCGAN on the bundled emoji for MINUTES, then write a sample grid, a morph and a timelapse."""
+    from ganplug.cli.progress import RichReporter
+    from ganplug.errors import UserError
+    from ganplug.sampling import generate_all, interpolate, make_grid, save_animation, save_image_atomic, to_pil
+    from ganplug.train.config import TrainConfig
+    from ganplug.train.loop import train
+
+    if minutes <= 0:
+        raise UserError(f"--minutes must be positive, not {minutes}.")
+    data = demo_data_dir()
+    run_dir = _free_name(out)
+    cfg = TrainConfig(data=str(data), out=str(run_dir), arch="dcgan", size=64, steps=1_000_000, batch=batch,
+                      sample_every=100, ckpt_every=500, max_seconds=minutes * 60, device=device, precision=precision,
+                      ema_kimg=2.0)
+    reporter = RichReporter()
+    reporter.console.print(f"ganplug demo: {minutes:g} minutes of DCGAN training on {len(list(data.glob('*.png')))} "
+                           "Twemoji images (CC-BY 4.0, (c) Twitter, Inc and other contributors)")
+    result = train(cfg, reporter=reporter)
+
+    from ganplug.checkpoint import load_generator
+    from ganplug.device import make_runtime
+
+    rt = make_runtime(device, "fp32")
+    model = load_generator(result.checkpoint, device=rt.device)
+    grid = run_dir / "samples-final.png"
+    save_image_atomic(make_grid(generate_all(model.G, range(64), runtime=rt), nrow=8), grid)
+    morph = run_dir / "morph.gif"
+    frames = interpolate(model.G, [0, 1, 2, 3, 4, 0], 90, runtime=rt)
+    save_animation([to_pil(f) for f in frames], morph, fps=24)
+    reporter.console.print(f"\n[bold]done[/] after {result.step} steps. Look at:")
+    reporter.console.print(f"  sample grid  {grid}")
+    reporter.console.print(f"  morph        {morph}")
+    reporter.console.print(f"  timelapse    {run_dir / 'timelapse.gif'}")
+    reporter.console.print(f"  checkpoint   {result.checkpoint}")
+    reporter.console.print(f"next: `ganplug generate {run_dir} --n 16 --out grid.png`, or train longer with "
+                           f"`ganplug train --resume {run_dir} --steps {result.step + 2000}`")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,179 @@
+"""`ganplug generate`, `ganplug interpolate` and `ganplug rank`: images from a trained checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import typer
+from PIL import Image
+
+from ganplug.errors import UserError
+
+CKPT_HELP = "A run folder (its latest checkpoint) or a .safetensors checkpoint file."
+
+
+def _refuse_existing(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise UserError(f"{path} already exists; pass --force to overwrite it or choose another name.")
+
+
+def _load(ckpt: Path, device: str, precision: str):
+    from ganplug.checkpoint import load_generator
+    from ganplug.device import make_runtime
+
+    rt = make_runtime(device, precision)
+    model = load_generator(ckpt, device=rt.device)
+    rt.prepare_module(model.G)
+    return model, rt
+
+
+def _g_kwargs(spec, noise: str | None) -> dict:
+    if noise is None:
+        return {}
+    if not spec.style_based:
+        raise UserError(f"--noise applies to style-based models; this checkpoint is {spec.arch}.")
+    if noise not in ("const", "random", "none"):
+        raise UserError(f"--noise must be const, random or none, not {noise!r}.")
+    return {"noise_mode": noise}
+
+
+def generate(
+    ckpt: Path = typer.Argument(..., help=CKPT_HELP),
+    n: int = typer.Option(64, help="Number of images (seeds SEED..SEED+N-1)."),
+    seed: int = typer.Option(0, help="First seed."),
+    seeds: str = typer.Option(None, help="Explicit seeds, e.g. '3,7,12' or '0-15' (overrides --n/--seed)."),
+    out: Path = typer.Option(None, help="Write one grid image here (.png)."),
+    outdir: Path = typer.Option(None, help="Write one PNG per image here, plus seeds.json to regenerate them."),
+    truncation: float = typer.Option(1.0, help="Truncation psi: 1 = none, smaller = safer, less varied."),
+    noise: str = typer.Option(None, help="Noise inputs for style-based models: const, random or none."),
+    nrow: int = typer.Option(None, help="Images per grid row."),
+    batch_size: int = typer.Option(32, help="Images generated per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
+    force: bool = typer.Option(False, help="Overwrite existing output files."),
+) -> None:
+    """Generate images: a grid (--out) or one file per seed (--outdir)."""
+    from ganplug.sampling import generate as gen
+    from ganplug.sampling import make_grid, parse_seeds, save_image_atomic, to_pil
+
+    if (out is None) == (outdir is None):
+        raise UserError("give exactly one of --out grid.png or --outdir DIR.")
+    if seeds is None and n < 1:
+        raise UserError(f"--n must be at least 1, not {n}.")
+    if not 0.0 <= truncation <= 2.0:
+        raise UserError(f"--truncation must be between 0 and 2, not {truncation}.")
+    seed_list = parse_seeds(seeds) if seeds is not None else list(range(seed, seed + n))
+    if out is not None:
+        _refuse_existing(out, force)
+    model, rt = _load(ckpt, device, precision)
+    kwargs = _g_kwargs(model.spec, noise)
+    batches = gen(model.G, seed_list, truncation=truncation, batch_size=batch_size, runtime=rt, **kwargs)
+    if out is not None:
+        images = torch.cat([imgs for _, imgs in batches])
+        save_image_atomic(make_grid(images, nrow=nrow), out)
+        typer.echo(f"wrote {out} ({len(seed_list)} images, seeds {seed_list[0]}..{seed_list[-1]})")
+        return
+    outdir.mkdir(parents=True, exist_ok=True)
+    sidecar = outdir / "seeds.json"
+    names = [f"{i:04d}-seed{s}.png" for i, s in enumerate(seed_list)]
+    clashes = [outdir / nm for nm in names if (outdir / nm).exists()] + ([sidecar] if sidecar.exists() else [])
+    if clashes and not force:
+        raise UserError(f"{clashes[0]} already exists ({len(clashes)} files would be overwritten); "
+                        "pass --force or choose another --outdir.")
+    i = 0
+    for _, imgs in batches:
+        for img in imgs:
+            save_image_atomic(to_pil(img), outdir / names[i])
+            i += 1
+    record = {
+        "checkpoint": str(model.path), "step": model.meta.get("step"), "arch": model.spec.arch,
+        "truncation": truncation, "noise": noise, "z": "N(0, I) from numpy RandomState(seed)",
+        "images": [{"file": nm, "index": k, "seed": s} for k, (nm, s) in enumerate(zip(names, seed_list, strict=True))],
+    }
+    from ganplug.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(sidecar, json.dumps(record, indent=2).encode())
+    typer.echo(f"wrote {len(seed_list)} images and {sidecar.name} to {outdir}")
+
+
+def interpolate(
+    ckpt: Path = typer.Argument(..., help=CKPT_HELP),
+    seeds: str = typer.Option("0,1", help="Seeds to pass through, in order, e.g. '3,7,12'."),
+    frames: int = typer.Option(48, help="Number of frames."),
+    out: Path = typer.Option(Path("morph.gif"), help="Output animation (.gif, or .mp4 with imageio-ffmpeg)."),
+    fps: float = typer.Option(24.0, help="Frames per second."),
+    loop: bool = typer.Option(False, help="Return to the first seed at the end."),
+    truncation: float = typer.Option(1.0, help="Truncation psi."),
+    noise: str = typer.Option(None, help="Noise inputs for style-based models: const, random or none."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
+    force: bool = typer.Option(False, help="Overwrite an existing output file."),
+) -> None:
+    """Morph between seeds (slerp in z; lerp in w for style-based models) as a GIF or MP4."""
+    from ganplug.sampling import interpolate as interp
+    from ganplug.sampling import parse_seeds, save_animation, to_pil
+
+    seed_list = parse_seeds(seeds)
+    if frames < 2:
+        raise UserError(f"--frames must be at least 2, not {frames}.")
+    if out.suffix.lower() not in (".gif", ".mp4"):
+        raise UserError(f"--out {out}: write a .gif or an .mp4.")
+    _refuse_existing(out, force)
+    model, rt = _load(ckpt, device, precision)
+    kwargs = _g_kwargs(model.spec, noise) or ({"noise_mode": "const"} if model.spec.style_based else {})
+    imgs = interp(model.G, seed_list, frames, style_based=model.spec.style_based, truncation=truncation, loop=loop,
+                  runtime=rt, **kwargs)
+    save_animation([to_pil(im) for im in imgs], out, fps=fps)
+    typer.echo(f"wrote {out} ({frames} frames through seeds {', '.join(map(str, seed_list))})")
+
+
+def rank(
+    ckpt: Path = typer.Argument(..., help=CKPT_HELP),
+    n: int = typer.Option(256, help="Samples to score."),
+    best: int = typer.Option(16, help="How many of the best-scored samples to show."),
+    worst: int = typer.Option(16, help="How many of the worst-scored samples to show."),
+    seed: int = typer.Option(0, help="First seed."),
+    out: Path = typer.Option(Path("ranked.png"), help="Output image: best on top, worst below."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    force: bool = typer.Option(False, help="Overwrite an existing output file."),
+) -> None:
+    """Score samples with the discriminator and show the best and the worst."""
+    from ganplug.checkpoint import load_discriminator
+    from ganplug.sampling import generate_all, make_grid, save_image_atomic
+
+    if n < 1 or best < 0 or worst < 0 or best + worst == 0:
+        raise UserError("--n must be positive and --best/--worst must show at least one image.")
+    if best > n or worst > n:
+        raise UserError(f"--best {best} / --worst {worst} cannot exceed --n {n}.")
+    _refuse_existing(out, force)
+    model, rt = _load(ckpt, device, "fp32")
+    D, _ = load_discriminator(model.path, device=rt.device)
+    seeds = list(range(seed, seed + n))
+    images = generate_all(model.G, seeds, runtime=rt)
+    with torch.no_grad():
+        scores = torch.cat([D(rt.prepare_images(chunk.float() / 127.5 - 1)).float().cpu()
+                            for chunk in images.split(64)])
+    order = torch.argsort(scores, descending=True)
+    parts = []
+    if best:
+        parts.append(make_grid(images[order[:best]]))
+    if worst:
+        parts.append(make_grid(images[order[-worst:].flip(0)]))
+    gap = 12
+    height = sum(p.height for p in parts) + gap * (len(parts) - 1)
+    canvas = Image.new(parts[0].mode, (max(p.width for p in parts), height), (128,) * len(parts[0].getbands()))
+    y = 0
+    for p in parts:
+        canvas.paste(p, (0, y))
+        y += p.height + gap
+    save_image_atomic(canvas, out)
+    top = ", ".join(f"{seeds[i]} ({scores[i]:.2f})" for i in order[: min(best, 5)].tolist())
+    typer.echo(f"wrote {out}: best {best} on top, worst {worst} below. Best seeds (D score): {top}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)
+    app.command("interpolate")(interpolate)
+    app.command("rank")(rank)

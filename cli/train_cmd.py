@@ -1,0 +1,108 @@
+"""`ganplug train`: train a model on a folder of images or a prepared dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ganplug.errors import UserError
+from ganplug.train.config import LOSSES, TrainConfig
+
+
+def parse_model_options(items: list[str]) -> dict[str, object]:
+    """`--model key=value` pairs; values are parsed as JSON where they can be (numbers, true/false)."""
+    out: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--model {item!r}: expected KEY=VALUE, e.g. --model base_channels=32.")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def train(
+    data: Path = typer.Argument(None, help="Image folder or prepared dataset (`ganplug prep`)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder for checkpoints, samples and logs."),
+    arch: str = typer.Option("dcgan", help="Model family."),
+    size: int = typer.Option(64, help="Image size in pixels (a power of two)."),
+    steps: int = typer.Option(10_000, help="Generator updates."),
+    batch: int = typer.Option(64, help="Images per batch."),
+    lr_g: float = typer.Option(2e-4, help="Generator learning rate (Adam)."),
+    lr_d: float = typer.Option(2e-4, help="Discriminator learning rate (Adam)."),
+    loss: str = typer.Option("nonsat", help=f"Adversarial loss: {', '.join(LOSSES)}."),
+    d_steps: int = typer.Option(1, help="Discriminator updates per generator update."),
+    label_smoothing: float = typer.Option(0.0, help="One-sided label smoothing: real targets 1-a."),
+    label_noise: float = typer.Option(0.0, help="Noisy labels: real ~ U[1-a, 1], fake ~ U[0, a]."),
+    ema_kimg: float = typer.Option(10.0, help="Half-life of the generator EMA, in thousands of images."),
+    seed: int = typer.Option(0, help="Random seed (runs are deterministic on the CPU)."),
+    mirror: bool = typer.Option(True, "--mirror/--no-mirror", help="Random horizontal flips of training images."),
+    background: str = typer.Option("white", help="Background for transparent images (white, black, gray, #rrggbb)."),
+    sample_every: int = typer.Option(200, help="Steps between sample grids."),
+    ckpt_every: int = typer.Option(1000, help="Steps between checkpoints."),
+    keep_checkpoints: int = typer.Option(5, help="Newest checkpoints to keep (0 = all)."),
+    resume: Path = typer.Option(None, help="Continue this run folder exactly where it stopped."),
+    init_from: Path = typer.Option(None, help="Transfer learning: start from this checkpoint's weights."),
+    freeze_d: int = typer.Option(0, help="Freeze the first N discriminator blocks (Freeze-D)."),
+    z_dim: int = typer.Option(None, help="Latent size (DCGAN default 100)."),
+    base_channels: int = typer.Option(None, help="Width of the outermost G/D blocks (DCGAN default 64)."),
+    kernel: int = typer.Option(None, help="DCGAN kernel size, 4 or 5."),
+    init: str = typer.Option(None, help="DCGAN weight init: normal (N(0,0.02)) or glorot."),
+    d_dropout: float = typer.Option(None, help="Dropout in the discriminator."),
+    model: list[str] = typer.Option([], "--model", help="Other model options as KEY=VALUE (repeatable)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16 (autocast)."),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="Channels-last memory."),
+    force: bool = typer.Option(False, help="Delete an existing run in --out and start again."),
+    dry_run: bool = typer.Option(False, help="Print the resolved configuration and exit."),
+) -> None:
+    """Train a GAN. Checkpoints go to OUT/checkpoints, sample grids to OUT/samples."""
+    if resume is None and data is None:
+        raise UserError(
+            "no training data given. Pass a folder of images (or a dataset made by `ganplug prep`), "
+            "e.g. `ganplug train my_art/ --out runs/first`, or try `ganplug demo` to train on the bundled demo set."
+        )
+    if resume is not None:
+        if out is not None and Path(out) != Path(resume):
+            raise UserError("--resume continues the run in place; leave out --out (or give the same folder).")
+        out = resume
+    if out is None:
+        raise UserError("--out is required: the folder where the run's checkpoints and samples go.")
+    model_opts = parse_model_options(model)
+    for key, value in (("z_dim", z_dim), ("base_channels", base_channels), ("kernel", kernel), ("init", init),
+                       ("d_dropout", d_dropout)):
+        if value is not None:
+            model_opts[key] = value
+    if loss == "wgan-gp" and arch == "dcgan":
+        model_opts.setdefault("d_norm", "layer")  # WGAN-GP's per-sample penalty and BatchNorm do not mix
+    cfg = TrainConfig(
+        data=str(data) if data is not None else "", out=str(out), arch=arch, size=size, steps=steps, batch=batch,
+        lr_g=lr_g, lr_d=lr_d, loss=loss, d_steps=d_steps, label_smoothing=label_smoothing, label_noise=label_noise,
+        ema_kimg=ema_kimg, seed=seed, mirror=mirror, background=background, sample_every=sample_every,
+        ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints, init_from=str(init_from or ""), freeze_d=freeze_d,
+        device=device, precision=precision, channels_last=channels_last, model=model_opts,
+    )
+    cfg.validate()
+    if dry_run:
+        typer.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    from ganplug.cli.progress import RichReporter as Reporter
+    from ganplug.train.loop import train as run_training
+
+    reporter = Reporter()
+    try:
+        result = run_training(cfg, resume=resume is not None, force=force, reporter=reporter)
+    except KeyboardInterrupt:
+        reporter.console.print(f"interrupted; a checkpoint was saved. Continue with `ganplug train --resume {out}`.")
+        raise typer.Exit(130) from None
+    reporter.console.print(f"done at step {result.step}: checkpoint {result.checkpoint}")
+    if result.samples:
+        reporter.console.print(f"samples: {result.samples[-1]}   timelapse: {result.run_dir / 'timelapse.gif'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

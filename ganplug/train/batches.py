@@ -1,0 +1,62 @@
+"""Minibatches from a prepared dataset: index gathers, never file decoding.
+
+Batch k is a pure function of (seed, k): epochs are permutations drawn from (seed, epoch), flips from
+(seed, k). Resuming at step k therefore continues with exactly the batches an uninterrupted run sees,
+with no sampler state to save.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ganplug.data.dataset import ImageDataset
+from ganplug.device import Runtime
+
+IN_RAM_LIMIT = 2 << 30  # datasets up to 2 GiB are copied into RAM; larger ones stay memory-mapped
+
+
+class BatchSource:
+    def __init__(self, dataset: ImageDataset, batch: int, *, seed: int, mirror: bool, runtime: Runtime):
+        self.n = len(dataset)
+        self.batch, self.seed, self.mirror, self.rt = batch, seed, mirror, runtime
+        self.dataset = dataset
+        self.ram: torch.Tensor | None = None
+        if dataset.images.nbytes <= IN_RAM_LIMIT:
+            self.ram = torch.from_numpy(np.array(dataset.images)).permute(0, 3, 1, 2)  # writable copy
+        self._perm_epoch = -1
+        self._perm: torch.Tensor | None = None
+
+    def _epoch_perm(self, epoch: int) -> torch.Tensor:
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), epoch
+        return self._perm
+
+    def indices(self, k: int) -> torch.Tensor:
+        """Row indices of batch k (wrapping across epoch boundaries)."""
+        start = k * self.batch
+        out, filled = [], 0
+        while filled < self.batch:
+            epoch, pos = divmod(start + filled, self.n)
+            take = min(self.batch - filled, self.n - pos)
+            out.append(self._epoch_perm(epoch)[pos : pos + take])
+            filled += take
+        return torch.cat(out)
+
+    def get(self, k: int) -> torch.Tensor:
+        """Batch k as float images in [-1, 1] on the run's device."""
+        idx = self.indices(k)
+        if self.ram is not None:
+            x = self.ram.index_select(0, idx)
+        else:
+            x = self.dataset.batch(idx.numpy())
+        x = self.rt.prepare_images(x)
+        x = x.float().mul_(1 / 127.5).sub_(1.0)
+        if self.mirror:
+            g = torch.Generator().manual_seed(self.seed * 7_919 + k)
+            flip = (torch.rand(len(idx), generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
+            x = torch.where(flip, x.flip(3), x)
+        if self.rt.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x

@@ -1,0 +1,73 @@
+"""The training run's configuration: one typed dataclass, saved resolved as RUN/config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ganplug.errors import UserError
+
+LOSSES = ("nonsat", "hinge", "wgan-gp")
+
+
+@dataclass
+class TrainConfig:
+    data: str  # prepared dataset folder or raw image folder
+    out: str  # run folder
+    arch: str = "dcgan"
+    size: int = 64
+    steps: int = 10_000  # generator updates
+    batch: int = 64
+    lr_g: float = 2e-4  # Adam, DCGAN paper
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    loss: str = "nonsat"  # nonsat (BCE with logits) | hinge | wgan-gp
+    gp_weight: float = 10.0  # WGAN-GP penalty weight
+    d_steps: int = 1  # D updates per G update (5 is usual for WGAN-GP)
+    label_smoothing: float = 0.0  # one-sided: real targets 1 - a
+    label_noise: float = 0.0  # real targets ~ U[1 - a, 1], fake targets ~ U[0, a]
+    ema_kimg: float = 10.0  # EMA half-life in thousands of images
+    ema_rampup: float = 0.05  # half-life at most this fraction of images seen so far (0 = off)
+    mirror: bool = True  # random horizontal flips of real images
+    background: str = "white"  # alpha compositing colour for raw folders
+    seed: int = 0
+    sample_every: int = 200  # steps between sample grids (0 = only at the end)
+    ckpt_every: int = 1000  # steps between checkpoints (a final one is always written)
+    keep_checkpoints: int = 5  # newest checkpoints kept (0 = all)
+    grid_samples: int = 64  # images in each sample grid (fixed seeds 0..n-1)
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: bool = True
+    max_seconds: float = 0.0  # stop after this wall time (0 = no limit); used by `ganplug demo`
+    init_from: str = ""  # transfer learning: weights from this checkpoint, fresh optimisers, step 0
+    freeze_d: int = 0  # Freeze-D: keep the first N discriminator blocks fixed
+    model: dict[str, Any] = field(default_factory=dict)  # family options, e.g. {"base_channels": 32}
+
+    def validate(self) -> None:
+        if self.size <= 0 or self.size & (self.size - 1):
+            raise UserError(f"--size must be a power of two (32, 64, 128, 256...), not {self.size}.")
+        if self.steps <= 0:
+            raise UserError(f"--steps must be at least 1, not {self.steps}.")
+        if self.batch <= 0:
+            raise UserError(f"--batch must be at least 1, not {self.batch}.")
+        if self.loss not in LOSSES:
+            raise UserError(f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}.")
+        for name in ("lr_g", "lr_d"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive.")
+        for name in ("label_smoothing", "label_noise"):
+            if not 0.0 <= getattr(self, name) < 0.5:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 0.5).")
+        if self.d_steps < 1:
+            raise UserError("--d-steps must be at least 1.")
+        if self.freeze_d < 0:
+            raise UserError("--freeze-d must be 0 or more.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,283 @@
+"""The training loop: wires data, a family's train step, EMA, logging, samples and checkpoints.
+
+`train()` is the whole run as one function. It reports through an optional `Reporter` (the CLI draws a
+progress bar from it) and stops early when `should_stop()` says so or the time budget runs out, always
+leaving a final checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from PIL import Image
+
+from ganplug import checkpoint as ckpt
+from ganplug.device import Runtime, make_runtime
+from ganplug.errors import CheckpointError, UserError
+from ganplug.models import build_models, config_from_dict
+from ganplug.sampling import make_grid, render_latents, save_animation, save_image_atomic, z_from_seeds
+from ganplug.train.batches import BatchSource
+from ganplug.train.config import TrainConfig
+from ganplug.train.ema import ema_beta, recalibrate_batchnorm, update_ema
+from ganplug.train.sinks import open_sinks
+from ganplug.train.steps import build_step
+
+CONFIG_NAME = "config.json"
+
+
+class Reporter(Protocol):
+    def start(self, total: int, first: int, info: dict[str, Any]) -> None: ...
+    def update(self, step: int, stats: dict[str, float]) -> None: ...
+    def message(self, text: str) -> None: ...
+    def finish(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path
+    samples: list[Path] = field(default_factory=list)
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)  # per-step stats of this process
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / CONFIG_NAME).is_file() or (path / ckpt.CKPT_DIR).is_dir()
+
+
+def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
+    if resume:
+        if not is_run_dir(out):
+            raise UserError(f"--resume {out}: no ganplug run there (no {CONFIG_NAME} or checkpoints/).")
+        return
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the run.")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_run_dir(out):
+            raise UserError(f"--out {out} is a non-empty folder that is not a ganplug run; choose a new or empty one.")
+        if not force:
+            raise UserError(
+                f"--out {out} already holds a training run. Use --resume {out} to continue it, "
+                "or --force to delete it and start again."
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _rng_state(rt: Runtime) -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state()}
+    if rt.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(rt.device)
+    return state
+
+
+def _set_rng_state(rt: Runtime, tensors: dict[str, torch.Tensor]) -> None:
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    if rt.device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], rt.device)
+
+
+def _freeze_d(D: torch.nn.Module, n: int) -> None:
+    blocks = getattr(D, "blocks", None)
+    if blocks is None:
+        raise UserError("--freeze-d: this architecture's discriminator has no blocks to freeze.")
+    if n > len(blocks):
+        raise UserError(f"--freeze-d {n}: the discriminator has only {len(blocks)} blocks.")
+    for block in list(blocks)[:n]:
+        block.requires_grad_(False)
+
+
+def _init_from(path: str, arch: str, G, D, G_ema) -> Path:
+    """Transfer learning: copy every tensor whose name and shape match; the rest stay initialised."""
+    src = ckpt.resolve_checkpoint(path)
+    meta = ckpt.read_meta(src)
+    if meta.get("arch") != arch:
+        raise CheckpointError(
+            f"--init-from {src}: it is a {meta.get('arch')!r} checkpoint, but this run trains {arch!r}; "
+            f"use --arch {meta.get('arch')} or another checkpoint."
+        )
+    tensors = ckpt.read_tensors(src, ("G.", "D.", "G_ema."))
+    for prefix, module in (("G", G), ("D", D), ("G_ema", G_ema)):
+        state = ckpt.strip_prefix(tensors, prefix)
+        own = module.state_dict()
+        fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not fitting:
+            raise CheckpointError(f"--init-from {src}: no {prefix} layer fits this model (different size or widths).")
+        own.update(fitting)
+        module.load_state_dict(own)
+    return src
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    reporter: Reporter | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train (or resume) the run in `cfg.out`. Returns where the final checkpoint is."""
+    run_dir = Path(cfg.out)
+    resume_from: Path | None = None
+    if resume:
+        prepare_run_dir(run_dir, resume=True, force=False)
+        resume_from = ckpt.resolve_checkpoint(run_dir)
+        saved = ckpt.read_meta(resume_from)["train"]
+        # The run's own settings win; only the length and where it runs may change on resume.
+        overrides = {k: getattr(cfg, k) for k in ("steps", "device", "precision", "max_seconds")}
+        cfg = TrainConfig.from_dict({**saved, **overrides, "out": str(run_dir)})
+    cfg.validate()
+    from ganplug.data import load_training_data  # the data layer imports PIL etc.; keep it off import time
+
+    dataset = load_training_data(cfg.data, size=cfg.size, background=cfg.background)
+    if not resume:
+        prepare_run_dir(run_dir, resume=False, force=force)
+    runtime = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+
+    model_cfg = config_from_dict(cfg.arch, {"size": cfg.size, "channels": dataset.channels, **cfg.model})
+    torch.manual_seed(cfg.seed)
+    G, D, spec = build_models(cfg.arch, model_cfg)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    init_src = _init_from(cfg.init_from, cfg.arch, G, D, G_ema) if cfg.init_from and not resume else None
+    if cfg.freeze_d:
+        _freeze_d(D, cfg.freeze_d)
+    for m in (G, D, G_ema):
+        runtime.prepare_module(m)
+    betas = (cfg.beta1, cfg.beta2)
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=betas)
+    opt_D = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr_d, betas=betas)
+    step_fn = build_step(cfg.arch, G, D, opt_G, opt_D, cfg, runtime)
+
+    start = 0
+    if resume_from is not None:
+        meta = ckpt.read_meta(resume_from)
+        tensors = ckpt.read_tensors(resume_from)
+        for prefix, module in (("G", G), ("D", D), ("G_ema", G_ema)):
+            ckpt.load_module_state(module, ckpt.strip_prefix(tensors, prefix), prefix, resume_from)
+        ckpt.restore_optimizer(opt_G, "opt_G", tensors, meta)
+        ckpt.restore_optimizer(opt_D, "opt_D", tensors, meta)
+        step_fn.load_state_dict(meta.get("step_state", {}))
+        _set_rng_state(runtime, tensors)
+        start = int(meta["step"])
+        if start >= cfg.steps:
+            raise UserError(f"{run_dir} is already at step {start}; pass a larger --steps to train further.")
+
+    meta_base = {"arch": cfg.arch, "model": ckpt.config_dict(model_cfg), "train": cfg.to_dict(),
+                 "spec": ckpt.config_dict(spec), "dataset": {"path": str(cfg.data), "count": len(dataset),
+                                                             "skipped": dataset.meta.get("skipped", [])[:20]}}
+    (run_dir / CONFIG_NAME).write_text(json.dumps({**meta_base, "init_from": str(init_src or "")}, indent=2))
+
+    batches = BatchSource(dataset, cfg.batch, seed=cfg.seed, mirror=cfg.mirror, runtime=runtime)
+    grid_z = z_from_seeds(range(cfg.grid_samples), G.z_dim, runtime.device)
+    sinks = open_sinks(run_dir, start if resume else None)
+    samples_dir = run_dir / "samples"
+    samples_dir.mkdir(exist_ok=True)
+
+    def write_samples(step: int) -> Path:
+        recalibrate_batchnorm(G_ema, G.z_dim, runtime.device, autocast=runtime.autocast)
+        imgs = render_latents(G_ema, grid_z, runtime=runtime)
+        path = samples_dir / f"step-{step:06d}.png"
+        save_image_atomic(make_grid(imgs, nrow=int(math.ceil(math.sqrt(len(imgs))))), path)
+        return path
+
+    def save(step: int) -> Path:
+        recalibrate_batchnorm(G_ema, G.z_dim, runtime.device, autocast=runtime.autocast)
+        return ckpt.save_training_checkpoint(
+            run_dir, step=step, G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, rng=_rng_state(runtime),
+            meta={**meta_base, "step_state": step_fn.state_dict(), "nimg": step * cfg.batch},
+            keep=cfg.keep_checkpoints,
+        )
+
+    info = {"device": str(runtime.device), "precision": runtime.precision, "images": len(dataset),
+            "run": str(run_dir)}
+    if reporter:
+        reporter.start(cfg.steps, start, info)
+    result = TrainResult(run_dir=run_dir, step=start, checkpoint=resume_from or Path())
+    t_start = time.perf_counter()
+    data_time = 0.0
+    step = start
+    last_saved = start if resume_from else -1
+    G.train()
+    D.train()
+    try:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            sub = [0]
+
+            def next_real(k=step, sub=sub) -> torch.Tensor:
+                nonlocal data_time
+                td = time.perf_counter()
+                x = batches.get(k * cfg.d_steps + sub[0])
+                sub[0] += 1
+                data_time += time.perf_counter() - td
+                return x
+
+            stats = step_fn(next_real, step)
+            if not all(math.isfinite(v) for v in stats.values()):
+                raise UserError(
+                    f"training diverged at step {step + 1} (non-finite loss: {stats}). Lower --lr-d/--lr-g, try "
+                    f"--loss hinge, or resume from the last checkpoint with --resume {run_dir}."
+                )
+            step += 1
+            update_ema(G_ema, G, ema_beta(cfg.batch, cfg.ema_kimg, step * cfg.batch, cfg.ema_rampup))
+            dt = time.perf_counter() - t0
+            stats["speed/images_per_s"] = cfg.batch * cfg.d_steps / max(dt, 1e-9)
+            for s in sinks:
+                s.write(step, stats)
+            result.history.append({"step": step, **stats})
+            if reporter:
+                reporter.update(step, stats)
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                result.samples.append(write_samples(step))
+            if cfg.ckpt_every and step % cfg.ckpt_every == 0:
+                result.checkpoint, last_saved = save(step), step
+            out_of_time = cfg.max_seconds > 0 and time.perf_counter() - t_start >= cfg.max_seconds
+            if out_of_time or (should_stop is not None and should_stop()):
+                result.stopped_early = step < cfg.steps
+                break
+    except KeyboardInterrupt:
+        if step > start and step != last_saved:
+            save(step)
+        raise
+    finally:
+        for s in sinks:
+            s.close()
+        if reporter:
+            reporter.finish()
+    if step != last_saved:
+        result.checkpoint = save(step)
+    if not cfg.sample_every or step % cfg.sample_every:
+        result.samples.append(write_samples(step))
+    result.step = step
+    elapsed = time.perf_counter() - t_start
+    if reporter and elapsed > 0:
+        reporter.message(f"data loading took {100 * data_time / elapsed:.1f}% of the training time")
+    write_timelapse(run_dir)
+    return result
+
+
+def write_timelapse(run_dir: Path, fps: float = 4.0) -> Path | None:
+    """RUN/timelapse.gif from the sample grids, in step order (the training evolution video)."""
+    grids = sorted((run_dir / "samples").glob("step-*.png"))
+    if not grids:
+        return None
+    frames = []
+    for p in grids:
+        with Image.open(p) as im:
+            im.thumbnail((512, 512))
+            frames.append(im.convert("RGB"))
+    frames += [frames[-1]] * 3  # linger on the final state
+    out = run_dir / "timelapse.gif"
+    save_animation(frames, out, fps=fps)
+    return out

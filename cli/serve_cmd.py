@@ -1,0 +1,35 @@
+"""`ganplug serve`: the local generation server for the Krita plugin, the Blender add-on and the web page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        models: list[Path] = typer.Option([], "--models", "-m",
+                                          help="Run folder, checkpoint file, or folder of runs (repeatable)."),
+        host: str = typer.Option("127.0.0.1", help="Address to listen on; non-loopback needs --token."),
+        port: int = typer.Option(8765, help="TCP port."),
+        token: str = typer.Option(None, envvar="GANPLUG_TOKEN",
+                                  help="Secret every request must carry (or set GANPLUG_TOKEN)."),
+        device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+        precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16."),
+        workers: int = typer.Option(1, help="Generation threads."),
+        memory_budget_mb: int = typer.Option(2048, help="Loaded models beyond this are unloaded, oldest use first."),
+        max_batch: int = typer.Option(64, help="Most images per request."),
+        max_side: int = typer.Option(2048, help="Largest output width/height."),
+        max_upload_mb: float = typer.Option(8.0, help="Largest request body (uploads) in MiB."),
+    ) -> None:
+        """Serve your models over HTTP (API under /v1, a web page at /) for Krita, Blender and browsers."""
+        from ganplug.serve import ServeSettings, run_server
+
+        settings = ServeSettings(
+            models=tuple(models), host=host, port=port, token=token, device=device, precision=precision,
+            workers=workers, memory_budget_mb=memory_budget_mb, max_batch=max_batch, max_side=max_side,
+            max_upload_bytes=int(max_upload_mb * (1 << 20)),
+        )
+        run_server(settings, echo=typer.echo)

@@ -1,0 +1,294 @@
+"""`create_app(settings)`: the FastAPI application of `ganplug serve`. Nothing lives at module level.
+
+Every generation request becomes a job in a worker thread. `POST /v1/<kind>` waits for it and returns
+the images (JSON with base64 PNGs, or `?format=png` for one PNG); `POST /v1/jobs/<kind>` returns the
+job at once, to poll (`GET /v1/jobs/<id>`), stream (`GET /v1/jobs/<id>/events`) or cancel
+(`DELETE /v1/jobs/<id>`). Errors are `{"error": sentence, "code": word}` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import secrets
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ganplug import __version__
+from ganplug.checkpoint import load_generator
+from ganplug.device import make_runtime
+from ganplug.errors import UserError
+from ganplug.serve import schema as S
+from ganplug.serve.catalog import ModelCache, ModelCatalog, ModelEntry
+from ganplug.serve.engine import RUNNERS, Work
+from ganplug.serve.errors import ApiError
+from ganplug.serve.jobs import JobQueue
+from ganplug.serve.settings import ServeSettings
+
+log = logging.getLogger("ganplug.serve")
+
+ERROR_RESPONSES = {code: {"model": S.ErrorBody} for code in (400, 401, 404, 413, 415, 421, 422)}
+
+
+class Server:
+    """The server's state: settings, model catalog and cache, job queue. One per app."""
+
+    def __init__(self, settings: ServeSettings):
+        settings.validate()
+        self.settings = settings
+        self.runtime = make_runtime(settings.device, settings.precision)
+        self.catalog = ModelCatalog(settings.models)
+        self.cache = ModelCache(self._load, settings.memory_budget_mb << 20)
+        self.jobs = JobQueue(workers=settings.workers, keep=settings.jobs_kept)
+
+    def _load(self, entry: ModelEntry):
+        loaded = load_generator(entry.path, device=self.runtime.device)
+        self.runtime.prepare_module(loaded.G)
+        return loaded
+
+    def model_info(self, entry: ModelEntry) -> S.ModelInfo:
+        spec = entry.spec
+        supports = S.Supports(
+            generate=not spec.image_to_image, truncation=not spec.image_to_image,
+            variations=not spec.image_to_image, interpolate=not spec.image_to_image,
+            style_mix=spec.style_based, translate=spec.image_to_image, project=spec.style_based and _has_projection(),
+        )
+        return S.ModelInfo(name=entry.name, arch=spec.arch, size=spec.size, channels=spec.channels, z_dim=spec.z_dim,
+                           step=entry.step, loaded=self.cache.is_loaded(entry), supports=supports)
+
+    def submit(self, kind: str, req: S._Output):
+        entry = self.catalog.resolve(req.model)  # unknown model: 404 now, not inside the job
+        runner = RUNNERS[kind]
+
+        def work(ctx):
+            ctx.progress(0.0, f"loading {entry.name}")
+            loaded = self.cache.get(entry)
+            return runner(Work(entry.name, loaded, self.runtime, self.settings, ctx), req)
+
+        return self.jobs.submit(kind, work)
+
+
+def _has_projection() -> bool:
+    try:
+        from ganplug import latent
+    except ImportError:
+        return False
+    return hasattr(latent, "project")
+
+
+def job_info(job, with_result: bool = True) -> S.JobInfo:
+    return S.JobInfo(id=job.id, kind=job.kind, state=job.state, progress=job.progress, message=job.message,
+                     error=job.error, created=job.created, result=job.result if with_result else None)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code}, status_code=status)
+
+
+def _validation_sentence(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+class BodyLimit:
+    """Pure-ASGI guard: a request body over the limit is refused with 413 before anyone parses it."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_big = _error(413, "upload_too_large", f"the request body is over the {self.max_bytes} byte limit.")
+        try:
+            if length is not None and int(length) > self.max_bytes:
+                return await too_big(scope, receive, send)
+        except ValueError:
+            return await _error(400, "bad_request", "invalid Content-Length header.")(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise ApiError(413, "upload_too_large", f"the request body is over the {self.max_bytes} byte limit.")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    server = Server(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        server.jobs.shutdown()
+
+    app = FastAPI(title="ganplug", version=__version__, lifespan=lifespan,
+                  description="Generate concept images from ganplug models: for the Krita and Blender plugins "
+                              "and the web page at /.")
+    app.state.server = server
+
+    # ------------------------------------------------------------------ errors: always a JSON sentence
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(UserError)
+    async def _user_error(request: Request, exc: UserError):
+        return _error(400, "bad_input", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return _error(422, "invalid_request", _validation_sentence(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, "internal", "internal server error; the server log has the details.")
+
+    # ------------------------------------------------------------------ security: host check and token
+    @app.middleware("http")
+    async def _guard(request: Request, call_next):
+        if not settings.host_allowed(request.headers.get("host", "")):
+            return _error(421, "bad_host", "this server answers only to its own address (Host header refused).")
+        if settings.token:
+            given = request.headers.get("x-ganplug-token") or request.query_params.get("token") or ""
+            auth = request.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not secrets.compare_digest(given.encode(), settings.token.encode()):
+                return _error(401, "unauthorized", "this server needs its token: send `Authorization: Bearer TOKEN` "
+                                                   "(or open the page as /?token=TOKEN).")
+        try:
+            return await call_next(request)
+        except ApiError as e:  # raised by BodyLimit while the body was being read
+            return _error(e.status, e.code, e.message)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+
+    v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+
+    @v1.get("/health", response_model=S.Health, tags=["server"])
+    def health() -> S.Health:
+        return S.Health(version=__version__, device=str(server.runtime.device),
+                        models=len(server.catalog.entries()), jobs_active=server.jobs.active())
+
+    @v1.get("/version", response_model=S.Version, tags=["server"])
+    def version() -> S.Version:
+        return S.Version(version=__version__)
+
+    @v1.get("/models", response_model=S.ModelList, tags=["models"])
+    def models() -> S.ModelList:
+        return S.ModelList(models=[server.model_info(e) for e in server.catalog.entries().values()])
+
+    def add_kind(kind: str, req_cls: type) -> None:
+        async def run_sync(req, format=Query("json")):
+            job = server.submit(kind, req)
+            await asyncio.wrap_future(job.future)
+            if job.state != S.JobState.done:
+                raise ApiError(job.error_status if job.error else 409, job.error_code, job.error or "cancelled")
+            result: S.ImagesResponse = job.result
+            if format == "png":
+                return Response(_grid_png(result), media_type="image/png")
+            return result
+
+        async def run_job(req):
+            return job_info(server.submit(kind, req))
+
+        # Annotations are strings under `from __future__ import annotations`; give FastAPI the real class.
+        run_sync.__annotations__.update(req=req_cls, format=Literal["json", "png"])
+        run_job.__annotations__.update(req=req_cls)
+        v1.add_api_route(f"/{kind}", run_sync, methods=["POST"], response_model=S.ImagesResponse, tags=["generate"],
+                         summary=f"{kind} (waits for the images)",
+                         responses={200: {"content": {"image/png": {}}}, 409: {"model": S.ErrorBody}})
+        v1.add_api_route(f"/jobs/{kind}", run_job, methods=["POST"], response_model=S.JobInfo, status_code=202,
+                         tags=["jobs"], summary=f"{kind} as a job (returns at once)")
+
+    for kind, req_cls in S.KINDS.items():
+        add_kind(kind, req_cls)
+
+    @v1.get("/jobs", response_model=S.JobList, tags=["jobs"])
+    def jobs() -> S.JobList:
+        return S.JobList(jobs=[job_info(j, with_result=False) for j in server.jobs.list()])
+
+    @v1.get("/jobs/{job_id}", response_model=S.JobInfo, tags=["jobs"])
+    def job(job_id: str) -> S.JobInfo:
+        return job_info(server.jobs.get(job_id))
+
+    @v1.delete("/jobs/{job_id}", response_model=S.JobInfo, tags=["jobs"])
+    def cancel(job_id: str) -> S.JobInfo:
+        return job_info(server.jobs.cancel(job_id), with_result=False)
+
+    @v1.get("/jobs/{job_id}/events", tags=["jobs"], responses={200: {"content": {"text/event-stream": {}}}})
+    async def events(job_id: str):
+        job = server.jobs.get(job_id)
+
+        async def stream():
+            seen = -1
+            while True:
+                if job.version != seen:
+                    seen = job.version
+                    info = job_info(job, with_result=False)
+                    yield f"event: {info.state.value}\ndata: {info.model_dump_json()}\n\n"
+                    if job.finished:
+                        return
+                await asyncio.sleep(0.05)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    app.include_router(v1)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        html = resources.files("ganplug.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    return app
+
+
+def _grid_png(result: S.ImagesResponse) -> bytes:
+    """One PNG: the image itself, or all images side by side in a square-ish grid."""
+    from PIL import Image
+
+    from ganplug.sampling import make_grid
+
+    images = [Image.open(io.BytesIO(base64.b64decode(im.png))) for im in result.images]
+    if len(images) == 1:
+        return base64.b64decode(result.images[0].png)
+    import numpy as np
+    import torch
+
+    mode = "RGBA" if any(im.mode == "RGBA" for im in images) else "RGB"
+    arr = np.stack([np.asarray(im.convert(mode)) for im in images])
+    buf = io.BytesIO()
+    make_grid(torch.from_numpy(arr).permute(0, 3, 1, 2)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def dumps_openapi(settings: ServeSettings) -> str:
+    return json.dumps(create_app(settings).openapi(), indent=2)

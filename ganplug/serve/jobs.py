@@ -1,0 +1,145 @@
+"""A small job queue: worker threads run generation; the event loop only submits, polls and cancels.
+
+A job moves queued -> running -> done | failed | cancelled. The work function receives a `JobContext`
+to report progress and to learn, at each checkpoint, that it was cancelled; a cancelled job stops at
+its next checkpoint (one generator call) and a queued one never starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ganplug.errors import UserError
+from ganplug.serve.errors import ApiError, JobCancelled
+from ganplug.serve.schema import JobState
+
+log = logging.getLogger("ganplug.serve")
+
+TERMINAL = (JobState.done, JobState.failed, JobState.cancelled)
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    state: JobState = JobState.queued
+    progress: float = 0.0
+    message: str = "queued"
+    error: str | None = None
+    error_status: int = 500
+    error_code: str = "internal"
+    result: Any = None
+    created: float = field(default_factory=time.time)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    future: Future | None = None
+    version: int = 0  # bumped at every change, so event streams send only news
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+
+class JobContext:
+    """What a work function sees of its job."""
+
+    def __init__(self, job: Job, lock: threading.Lock):
+        self._job = job
+        self._lock = lock
+
+    def check(self) -> None:
+        if self._job.cancel_event.is_set():
+            raise JobCancelled()
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.check()
+        with self._lock:
+            self._job.progress = max(0.0, min(1.0, float(fraction)))
+            if message:
+                self._job.message = message
+            self._job.version += 1
+
+
+class JobQueue:
+    def __init__(self, workers: int = 1, keep: int = 64):
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ganplug-gen")
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self._keep = keep
+
+    def submit(self, kind: str, work: Callable[[JobContext], Any]) -> Job:
+        job = Job(id=uuid.uuid4().hex[:16], kind=kind)
+        with self._lock:
+            self._jobs[job.id] = job
+            self._forget_old()
+        job.future = self._pool.submit(self._run, job, work)
+        return job
+
+    def _set(self, job: Job, **changes) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(job, k, v)
+            job.version += 1
+
+    def _run(self, job: Job, work: Callable[[JobContext], Any]) -> None:
+        if job.cancel_event.is_set():
+            self._set(job, state=JobState.cancelled, message="cancelled before it started")
+            return
+        self._set(job, state=JobState.running, message="running")
+        try:
+            result = work(JobContext(job, self._lock))
+        except JobCancelled:
+            self._set(job, state=JobState.cancelled, message="cancelled")
+        except ApiError as e:
+            self._set(job, state=JobState.failed, error=e.message, error_status=e.status, error_code=e.code,
+                      message="failed")
+        except UserError as e:
+            self._set(job, state=JobState.failed, error=str(e), error_status=400, error_code="bad_input",
+                      message="failed")
+        except Exception as e:  # a bug: logged with its traceback, reported as one sentence
+            log.exception("job %s (%s) crashed", job.id, job.kind)
+            self._set(job, state=JobState.failed, error=f"internal error: {type(e).__name__}: {e}",
+                      error_status=500, error_code="internal", message="failed")
+        else:
+            self._set(job, state=JobState.done, progress=1.0, result=result, message="done")
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "job_not_found", f"no job {job_id!r} (finished jobs are kept for a while only).")
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        job.cancel_event.set()
+        with self._lock:
+            if job.state == JobState.queued:
+                job.state, job.message = JobState.cancelled, "cancelled before it started"
+            job.version += 1
+        return job
+
+    def list(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def active(self) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if not j.finished)
+
+    def _forget_old(self) -> None:
+        finished = [jid for jid, j in self._jobs.items() if j.finished]
+        for jid in finished[: max(0, len(self._jobs) - self._keep)]:
+            del self._jobs[jid]
+
+    def shutdown(self) -> None:
+        for job in self.list():
+            job.cancel_event.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)

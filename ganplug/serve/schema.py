@@ -1,0 +1,168 @@
+"""The wire format: one pydantic model per request and response, the single source of the OpenAPI schema.
+
+The plugins cannot import pydantic (they run in Krita's and Blender's own Pythons), so they build plain
+dicts; tests/plugins checks that every dict they build validates against these models.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_VERSION = "v1"
+
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="A seed names one latent; same seed, same image.")]
+ModelName = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$", description="A name from GET /v1/models."),
+]
+Truncation = Annotated[float, Field(ge=0.0, le=2.0, description="1 = full variety; lower = safer, blander.")]
+Side = Annotated[int, Field(ge=8, le=8192, description="Output side in pixels (resampled from the model's size).")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _Output(_Strict):
+    model: ModelName | None = Field(None, description="Model name; omitted = the first model.")
+    truncation: Truncation = 1.0
+    size: Side | None = Field(None, description="Square output side; overridden by width/height.")
+    width: Side | None = None
+    height: Side | None = None
+    tileable: bool = Field(False, description="Seamless: left/right and top/bottom edges continue each other.")
+
+
+class GenerateRequest(_Output):
+    seeds: list[Seed] | None = Field(None, min_length=1, description="Explicit seeds (one image each).")
+    count: int = Field(1, ge=1, le=4096, description="Images to make when `seeds` is omitted.")
+    seed: Seed | None = Field(None, description="First of `count` consecutive seeds; omitted = random.")
+
+
+class VariationsRequest(_Output):
+    seed: Seed
+    count: int = Field(4, ge=1, le=4096)
+    strength: float = Field(0.3, ge=0.0, le=1.0, description="0 = the seed's own image, 1 = unrelated images.")
+
+
+class InterpolateRequest(_Output):
+    seeds: list[Seed] = Field(min_length=2, max_length=64)
+    frames: int = Field(8, ge=2, le=10000)
+    loop: bool = False
+
+
+class StyleMixRequest(_Output):
+    row_seeds: list[Seed] = Field(min_length=1, max_length=64, description="Seeds giving the coarse styles.")
+    col_seeds: list[Seed] = Field(min_length=1, max_length=64, description="Seeds giving the fine styles.")
+    crossover: int | None = Field(None, ge=0, le=64, description="First style layer taken from col seeds.")
+
+
+class TranslateRequest(_Output):
+    image: str = Field(description="The input image: base64 of a PNG/JPEG/WebP file.", min_length=1)
+
+
+class ProjectRequest(_Output):
+    image: str = Field(description="The image to find in the model's latent space: base64 PNG/JPEG/WebP.",
+                       min_length=1)
+    steps: int = Field(200, ge=1, le=5000)
+    seed: Seed = 0
+
+
+class ImageOut(BaseModel):
+    png: str = Field(description="Base64 PNG.")
+    width: int
+    height: int
+    seed: int | None = None
+    variation: int | None = Field(None, description="Variation index (variations of `seed`).")
+    frame: int | None = None
+    row_seed: int | None = None
+    col_seed: int | None = None
+    label: str = ""
+
+
+class ImagesResponse(BaseModel):
+    model: str
+    kind: str
+    images: list[ImageOut]
+    params: dict = Field(default_factory=dict, description="The request as it was resolved (seeds filled in).")
+    elapsed_s: float = 0.0
+
+
+class Supports(BaseModel):
+    generate: bool = True
+    truncation: bool = True
+    tileable: bool = True
+    variations: bool = True
+    interpolate: bool = True
+    style_mix: bool = False
+    translate: bool = False
+    project: bool = False
+
+
+class ModelInfo(BaseModel):
+    name: str
+    arch: str
+    size: int
+    channels: int
+    z_dim: int
+    step: int | None = None
+    loaded: bool = False
+    supports: Supports
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    api: str = API_VERSION
+    device: str
+    models: int
+    jobs_active: int
+
+
+class Version(BaseModel):
+    version: str
+    api: str = API_VERSION
+
+
+class JobState(str, Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class JobInfo(BaseModel):
+    id: str
+    kind: str
+    state: JobState
+    progress: float = Field(ge=0.0, le=1.0)
+    message: str = ""
+    error: str | None = None
+    created: float
+    result: ImagesResponse | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobInfo]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="One sentence saying what was wrong and how to fix it.")
+    code: str
+
+
+KINDS: dict[str, type[_Output]] = {
+    "generate": GenerateRequest,
+    "variations": VariationsRequest,
+    "interpolate": InterpolateRequest,
+    "stylemix": StyleMixRequest,
+    "translate": TranslateRequest,
+    "project": ProjectRequest,
+}

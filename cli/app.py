@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "train_cmd",
     "generate_cmd",
     "demo_cmd",
+    "serve_cmd",
+    "plugin_cmd",
 ]
 
 app = typer.Typer(

@@ -42,6 +42,17 @@ class TrainConfig:
     max_seconds: float = 0.0  # stop after this wall time (0 = no limit); used by `ganplug demo`
     init_from: str = ""  # transfer learning: weights from this checkpoint, fresh optimisers, step 0
     freeze_d: int = 0  # Freeze-D: keep the first N discriminator blocks fixed
+    # Differentiable augmentation before D (used by the stylegan step; see ganplug/train/augment.py).
+    aug: str = "none"  # none | diffaug (fixed probability aug_p) | ada (adaptive, StyleGAN2-ADA)
+    aug_p: float = 0.3  # probability of each op per image with --aug diffaug
+    aug_ops: str = "bgc"  # pipeline name (bgc, diffaug, all) or comma list of ops
+    ada_target: float = 0.6  # ADA: target for E[sign(D(real))]
+    ada_kimg: float = 500.0  # ADA: thousands of images for p to move by 1
+    # StyleGAN2 regularisation (ganplug/train/stylegan_loss.py).
+    r1_gamma: float | None = None  # R1 weight; None = 0.0002 * size^2 / batch (StyleGAN2-ADA "auto")
+    r1_interval: int = 16  # lazy R1: every N discriminator updates
+    pl_weight: float = 0.0  # path-length regularisation weight (2 in StyleGAN2; 0 = off)
+    style_mixing: float = 0.9  # style-mixing regularisation probability
     model: dict[str, Any] = field(default_factory=dict)  # family options, e.g. {"base_channels": 32}
 
     def validate(self) -> None:
@@ -61,6 +72,14 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be in [0, 0.5).")
         if self.d_steps < 1:
             raise UserError("--d-steps must be at least 1.")
+        if self.aug not in ("none", "diffaug", "ada"):
+            raise UserError(f"--aug must be none, diffaug or ada, not {self.aug!r}.")
+        if not 0.0 <= self.aug_p <= 1.0 or not 0.0 < self.ada_target < 1.0 or self.ada_kimg <= 0:
+            raise UserError("--aug-p must be in [0, 1], --ada-target in (0, 1) and --ada-kimg positive.")
+        if (self.r1_gamma is not None and self.r1_gamma < 0) or self.r1_interval < 1 or self.pl_weight < 0:
+            raise UserError("--r1-gamma and --pl-weight must be 0 or more, --r1-interval at least 1.")
+        if not 0.0 <= self.style_mixing <= 1.0:
+            raise UserError(f"--style-mixing must be in [0, 1], not {self.style_mixing}.")
         if self.freeze_d < 0:
             raise UserError("--freeze-d must be 0 or more.")
 

@@ -17,6 +17,7 @@ from ganplug.device import Runtime
 from ganplug.train import losses
 from ganplug.train.config import TrainConfig
 from ganplug.train.penalties import wgan_gp_penalty
+from ganplug.train.stylegan_loss import StyleGANStep
 
 
 class TrainStep(Protocol):
@@ -88,7 +89,7 @@ class ClassicStep:
 StepBuilder = Callable[[nn.Module, nn.Module, torch.optim.Optimizer, torch.optim.Optimizer, TrainConfig, Runtime],
                        TrainStep]
 
-STEP_BUILDERS: dict[str, StepBuilder] = {"dcgan": ClassicStep}
+STEP_BUILDERS: dict[str, StepBuilder] = {"dcgan": ClassicStep, "stylegan": StyleGANStep}
 
 
 def build_step(arch: str, *args) -> TrainStep:

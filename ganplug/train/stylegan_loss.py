@@ -1,0 +1,185 @@
+"""StyleGAN2 training step: non-saturating logistic loss, lazy R1, optional path length, style mixing,
+differentiable augmentation before D (fixed p or ADA), and the tracked mean of w.
+
+One call = `d_steps` D updates, then one G update, as the loop's `TrainStep` protocol asks. Following
+StyleGAN2 (Karras et al. 2020) and StyleGAN2-ADA:
+- D: softplus(D(aug(G(z)))) + softplus(-D(aug(x))); every `r1_interval` D updates a separate R1 step
+  with weight gamma/2 * r1_interval on the gradient w.r.t. the *un-augmented* reals.
+- G: softplus(-D(aug(G(z)))); every `PL_INTERVAL` G updates, if pl_weight > 0, a path-length step on
+  half a batch with weight pl_weight * PL_INTERVAL.
+- Lazy regularisation changes Adam's effective schedule, so, as in the paper, lr and betas of the
+  regularised network are corrected by c = interval / (interval + 1) once, when the step is built.
+- Style mixing: with probability `style_mixing` per sample, the styles from a random layer onwards come
+  from a second latent. w_avg (for truncation) follows the batch mean of w with beta 0.998.
+- ADA: every D update passes D(aug(real)) to the controller; p is used for real and fake alike.
+
+The fake batch of the last D update is kept (with its graph) for the G update, as ClassicStep does,
+saving one generator forward per iteration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ganplug.device import Runtime
+from ganplug.models.stylegan import mix_styles
+from ganplug.train.augment import AdaController, augment, resolve_ops
+from ganplug.train.config import TrainConfig
+from ganplug.train.penalties import path_length_penalty, r1_penalty
+
+PL_INTERVAL = 4
+PL_BATCH_SHRINK = 2
+PL_DECAY = 0.01
+W_AVG_BETA = 0.998
+
+
+def auto_r1_gamma(size: int, batch: int) -> float:
+    """StyleGAN2-ADA's `auto` heuristic: gamma = 0.0002 * size^2 / batch."""
+    return 0.0002 * size * size / batch
+
+
+def lazy_correction(opt: torch.optim.Optimizer, interval: int) -> None:
+    """Scale lr by c and raise betas to the power c, c = interval / (interval + 1) (StyleGAN2 app. B)."""
+    c = interval / (interval + 1)
+    for group in opt.param_groups:
+        group["lr"] = group["lr"] * c
+        b1, b2 = group["betas"]
+        group["betas"] = (b1**c, b2**c)
+
+
+class StyleGANStep:
+    def __init__(self, G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
+                 cfg: TrainConfig, runtime: Runtime):
+        self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
+        self.cfg, self.rt = cfg, runtime
+        self.r1_gamma = cfg.r1_gamma if cfg.r1_gamma is not None else auto_r1_gamma(cfg.size, cfg.batch)
+        self.r1_interval = max(1, cfg.r1_interval)
+        self.pl_weight = cfg.pl_weight
+        self.style_mixing = cfg.style_mixing
+        self.aug_ops = resolve_ops(cfg.aug_ops)
+        self.ada = AdaController(target=cfg.ada_target, ada_kimg=cfg.ada_kimg) if cfg.aug == "ada" else None
+        self.pl_mean = torch.zeros([], device=runtime.device)
+        if self.r1_gamma > 0 and self.r1_interval > 1:
+            lazy_correction(opt_D, self.r1_interval)
+        if self.pl_weight > 0:
+            lazy_correction(opt_G, PL_INTERVAL)
+
+    # ------------------------------------------------------------------ pieces
+
+    @property
+    def aug_p(self) -> float:
+        if self.cfg.aug == "ada":
+            return self.ada.p
+        if self.cfg.aug == "diffaug":
+            return self.cfg.aug_p
+        return 0.0
+
+    def _aug(self, x: Tensor) -> Tensor:
+        p = self.aug_p
+        return augment(x, p, self.aug_ops) if p > 0 else x
+
+    def _z(self, n: int) -> Tensor:
+        return torch.randn(n, self.G.z_dim, device=self.rt.device)
+
+    def mapped_ws(self, n: int, *, track: bool = False) -> Tensor:
+        """ws for n fresh latents, with style mixing regularisation applied per sample."""
+        G = self.G
+        ws = G.mapping(self._z(n))
+        if track:
+            G.update_w_avg(ws, beta=W_AVG_BETA)
+        if self.style_mixing > 0:
+            ws2 = G.mapping(self._z(n))
+            cutoff = torch.randint(1, G.num_ws, (n,), device=ws.device)
+            mixed = torch.rand(n, device=ws.device) < self.style_mixing
+            cutoff = torch.where(mixed, cutoff, torch.full_like(cutoff, G.num_ws))
+            ws = mix_styles(ws, ws2, cutoff)
+        return ws
+
+    def _d_main(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        with self.rt.autocast():
+            fake_logits = self.D(self._aug(fake.detach()))
+            real_logits = self.D(self._aug(real))
+        loss = F.softplus(fake_logits.float()).mean() + F.softplus(-real_logits.float()).mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+        if self.ada is not None:
+            self.ada.observe(real_logits)
+        return loss, real_logits, fake_logits
+
+    def _d_r1(self, real: Tensor) -> Tensor:
+        x = real.detach().requires_grad_(True)
+        with self.rt.autocast():
+            logits = self.D(self._aug(x))
+        penalty = r1_penalty(logits, x)
+        loss = penalty * (self.r1_gamma / 2) * self.r1_interval
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+        return penalty
+
+    def _g_pl(self) -> Tensor:
+        n = max(1, self.cfg.batch // PL_BATCH_SHRINK)
+        with self.rt.autocast():
+            ws = self.mapped_ws(n)
+            img = self.G.synthesis(ws)
+        penalty, new_mean = path_length_penalty(img, ws, self.pl_mean, decay=PL_DECAY)
+        self.pl_mean.copy_(new_mean)
+        loss = penalty * self.pl_weight * PL_INTERVAL
+        self.opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_G.step()
+        return penalty
+
+    # ------------------------------------------------------------------ protocol
+
+    def __call__(self, next_real: Callable[[], Tensor], step: int) -> dict[str, float]:
+        cfg = self.cfg
+        stats: dict[str, float] = {}
+        fake = None
+        for i in range(cfg.d_steps):
+            real = next_real()
+            last = i == cfg.d_steps - 1
+            with self.rt.autocast(), torch.set_grad_enabled(last):
+                fake = self.G.synthesis(self.mapped_ws(real.shape[0], track=True))
+            loss_d, real_logits, fake_logits = self._d_main(real, fake)
+            d_index = step * cfg.d_steps + i
+            if self.r1_gamma > 0 and d_index % self.r1_interval == 0:
+                stats["loss/r1"] = self._d_r1(real).item()
+
+        with self.rt.autocast():
+            gen_logits = self.D(self._aug(fake))
+        loss_g = F.softplus(-gen_logits.float()).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        if self.pl_weight > 0 and step % PL_INTERVAL == 0:
+            stats["loss/pl"] = self._g_pl().item()
+            stats["pl_mean"] = float(self.pl_mean)
+
+        stats.update({
+            "loss/G": loss_g.item(),
+            "loss/D": loss_d.item(),
+            "scores/real": real_logits.float().mean().item(),
+            "scores/fake": fake_logits.float().mean().item(),
+            "aug/p": self.aug_p,
+        })
+        if self.ada is not None:
+            stats["ada/rt"] = self.ada.last_rt
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"pl_mean": float(self.pl_mean)}
+        if self.ada is not None:
+            state["ada"] = self.ada.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pl_mean.fill_(float(state.get("pl_mean", 0.0)))
+        if self.ada is not None and "ada" in state:
+            self.ada.load_state_dict(state["ada"])

@@ -22,6 +22,8 @@ COMMAND_MODULES = [
     "demo_cmd",
     "serve_cmd",
     "plugin_cmd",
+    "eval_cmd",
+    "weights_cmd",
 ]
 
 app = typer.Typer(

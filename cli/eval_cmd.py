@@ -1,0 +1,72 @@
+"""`ganplug eval FAKE --real REAL`: FID, KID, IS, PPL, precision/recall, density/coverage, SWD, MS-SSIM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _fmt(name: str, m: dict) -> str:
+    if name == "pr":
+        return f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  ({m['feature_space']}, k={m['k']})"
+    if name == "dc":
+        return f"density {m['density']:.4f}  coverage {m['coverage']:.4f}  ({m['feature_space']}, k={m['k']})"
+    text = f"{m['value']:.6g}"
+    if m.get("std") is not None:
+        text += f" ± {m['std']:.3g}"
+    if name == "msssim" and m.get("real") is not None:
+        text += f"  (real pairs: {m['real']:.4f})"
+    if name == "swd":
+        text += "  (per level: " + ", ".join(f"{k}px {v:.1f}" for k, v in m["per_level"].items()) + ")"
+    return text
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_command(
+        fake: Path = typer.Argument(..., help="Run folder, checkpoint, image folder or prepared dataset to judge."),
+        real: Path = typer.Option(None, "--real", help="Image folder, prepared dataset or .npz statistics file."),
+        metrics: str = typer.Option("fid,kid,is,pr,dc,swd,msssim", "--metrics",
+                                    help="Comma list of fid,kid,is,ppl,pr,dc,swd,msssim."),
+        n: int = typer.Option(10000, "--n", help="Samples drawn from a generator (at most this many images)."),
+        json_out: Path = typer.Option(None, "--json", help="Write the results here (schema ganplug-eval/1)."),
+        force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
+        precision: str = typer.Option("fp32", "--precision", help="Inception features in fp32, bf16, fp16 or auto."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        weights_dir: Path = typer.Option(None, "--weights-dir", help="Folder searched first for network files."),
+        allow_unverified: bool = typer.Option(False, "--allow-unverified-weights",
+                                              help="Use network files whose hash differs (results marked)."),
+        fid_mode: str = typer.Option("clean", "--fid-mode", help="clean (clean-fid) or legacy (TF resize)."),
+        batch_size: int = typer.Option(64, "--batch-size", min=1),
+        seed: int = typer.Option(0, "--seed", help="First generator seed; also seeds subsets, KID and SWD."),
+        truncation: float = typer.Option(1.0, "--truncation"),
+        kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2),
+        pr_features: str = typer.Option("auto", "--pr-features", help="auto, inception or handcrafted."),
+        ppl_samples: int = typer.Option(2000, "--ppl-samples", min=2),
+        ppl_space: str = typer.Option("auto", "--ppl-space", help="auto (w for style-based, else z), z or w."),
+        ppl_sampling: str = typer.Option("end", "--ppl-sampling", help="end or full."),
+        save_stats: Path = typer.Option(None, "--save-stats", help="Write FAKE's Inception mu/sigma (.npz)."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the real-feature cache."),
+    ) -> None:
+        """Score a generator or image set against real images; network-free metrics always run."""
+        from ganplug.eval.evaluate import evaluate
+        from ganplug.eval.features.weights import WeightsError
+
+        if pr_features not in ("auto", "inception", "handcrafted"):
+            raise WeightsError(f"--pr-features must be auto, inception or handcrafted, not {pr_features!r}.")
+        result = evaluate(
+            fake, real, json_path=json_out, force=force, metrics=metrics, n=n, precision=precision, device=device,
+            weights_dir=str(weights_dir) if weights_dir else None, allow_unverified_weights=allow_unverified,
+            fid_mode=fid_mode, batch_size=batch_size, seed=seed, truncation=truncation,
+            kid_subset_size=kid_subset_size, pr_features=pr_features, ppl_samples=ppl_samples, ppl_space=ppl_space,
+            ppl_sampling=ppl_sampling, save_stats=str(save_stats) if save_stats else None, use_cache=not no_cache,
+        )
+        for name, m in result["metrics"].items():
+            typer.echo(f"{name:7s} {_fmt(name, m)}")
+        for name, reason in result["skipped"].items():
+            typer.echo(f"{name:7s} skipped: {reason}")
+        for note in result["fake"]["notes"] + (result["real"] or {}).get("notes", []) + result["notes"]:
+            typer.echo(f"note: {note}")
+        if json_out:
+            typer.echo(f"wrote {json_out}")

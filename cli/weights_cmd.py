@@ -1,0 +1,47 @@
+"""`ganplug weights list|fetch`: where the pretrained network files are, and getting them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Pretrained network files (Inception, VGG16, LPIPS) used by `ganplug eval`.",
+                        no_args_is_help=True)
+
+    @group.command("list")
+    def list_command(
+        weights_dir: Path = typer.Option(None, "--weights-dir", help="Folder searched first."),
+    ) -> None:
+        """Show each file: where it was found (and its hash check) or every place searched."""
+        from ganplug.eval.features.weights import survey
+
+        for row in survey(weights_dir):
+            typer.echo(f"{row['key']:12s} {row['file']:26s} {row['status']}")
+            typer.echo(f"    used by: {', '.join(row['used_by'])}; expected {row['expected']}")
+            if row["found"]:
+                typer.echo(f"    found: {row['found']} (sha256 {row['sha256']})")
+            else:
+                typer.echo("    searched: " + ", ".join(row["searched"]))
+
+    @group.command("fetch")
+    def fetch_command(
+        keys: list[str] = typer.Argument(None, help="inception, vgg16, lpips-vgg16 (default: all)."),
+        dest: Path = typer.Option(None, "--dest", help="Target folder (default ~/.cache/ganplug)."),
+        force: bool = typer.Option(False, "--force", help="Download again even if present."),
+    ) -> None:
+        """Download with hash verification; without internet, says where to put each file."""
+        from ganplug.eval.features.weights import KNOWN, WeightsError, fetch
+
+        chosen = keys or list(KNOWN)
+        bad = [k for k in chosen if k not in KNOWN]
+        if bad:
+            raise WeightsError(f"unknown weights {', '.join(bad)}; choose from {', '.join(KNOWN)}.")
+        for key in chosen:
+            found = fetch(key, dest, force=force)
+            state = "verified" if found.verified else "hash not pinned by ganplug"
+            typer.echo(f"{key}: {found.path} (sha256 {found.sha256}, {state})")
+
+    app.add_typer(group, name="weights")

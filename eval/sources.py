@@ -1,0 +1,242 @@
+"""What `ganplug eval` compares: FAKE and REAL inputs, read lazily in batches.
+
+- a run folder or checkpoint file: samples drawn in batches from seeds `seed .. seed+n-1` (recorded),
+  never all written to disk;
+- a folder of images (recursive; png/jpg/webp/bmp/tif...); grey, palette and RGBA images are converted
+  to RGB as clean-fid does (alpha dropped), mixed sizes are allowed and noted;
+- a prepared dataset (`ganplug prep` output; RGBA rows lose their alpha the same way);
+- (REAL only) an .npz statistics file with `mu` and `sigma`: FID only.
+Every image leaves a source as an HWC uint8 RGB numpy array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganplug.errors import DataError, UserError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+@dataclass
+class Batch:
+    arrays: list[np.ndarray]  # HWC uint8 RGB, sizes may differ
+
+    def stacked(self, size: int) -> torch.Tensor:
+        """uint8 NCHW at size x size (PIL bicubic for images of another size)."""
+        out = []
+        for a in self.arrays:
+            if a.shape[0] != size or a.shape[1] != size:
+                a = np.asarray(Image.fromarray(a).resize((size, size), Image.BICUBIC))
+            out.append(a)
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class Source:
+    kind: str  # checkpoint | folder | dataset | stats
+    path: Path
+    count: int = 0
+    size: int = 0  # the common (most frequent) image size; 0 for stats
+    notes: list[str] = field(default_factory=list)
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def content_hash(self) -> str | None:
+        return None
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": str(self.path), "count": self.count, "size": self.size,
+                "notes": list(self.notes)}
+
+
+def _subset(total: int, n: int | None, seed: int) -> np.ndarray:
+    if n is None or n >= total:
+        return np.arange(total)
+    return np.sort(np.random.RandomState(seed).choice(total, n, replace=False))
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"))
+
+
+@dataclass
+class FolderSource(Source):
+    files: list[Path] = field(default_factory=list)
+    workers: int = 2
+
+    @classmethod
+    def open(cls, path: Path, n: int | None, seed: int, workers: int = 2) -> FolderSource:
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise DataError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); point at a folder "
+                            "of images, a prepared dataset, a run folder or a .npz statistics file.")
+        picked = [files[i] for i in _subset(len(files), n, seed)]
+        sizes: Counter = Counter()
+        modes: Counter = Counter()
+        for f in picked:
+            try:
+                with Image.open(f) as im:
+                    sizes[im.size] += 1
+                    modes[im.mode] += 1
+            except OSError as e:
+                raise DataError(f"{f} is not a readable image ({e}); remove it or fix it.") from None
+        src = cls(kind="folder", path=path, files=picked, count=len(picked), workers=workers)
+        (w, h), _ = sizes.most_common(1)[0]
+        src.size = max(w, h)
+        if len(picked) < len(files):
+            src.notes.append(f"{len(picked)} of {len(files)} images used (seeded subset, seed {seed})")
+        if len(sizes) > 1:
+            src.notes.append(f"images come in {len(sizes)} sizes; Inception resizes each to 299, the other "
+                             f"metrics use them resized to {src.size}x{src.size}")
+        converted = sum(c for m, c in modes.items() if m != "RGB")
+        if converted:
+            kinds = ", ".join(sorted(m for m in modes if m != "RGB"))
+            src.notes.append(f"{converted} image(s) in mode {kinds} converted to RGB (alpha dropped, as clean-fid)")
+        return src
+
+    def _read(self, f: Path) -> np.ndarray:
+        try:
+            with Image.open(f) as im:
+                return _to_rgb(im)
+        except OSError as e:
+            raise DataError(f"{f} is not a readable image ({e}); remove it or fix it.") from None
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            for i in range(0, len(self.files), batch_size):
+                yield Batch(list(pool.map(self._read, self.files[i:i + batch_size])))
+
+    def content_hash(self) -> str:
+        h = hashlib.sha256()
+        for f in self.files:
+            h.update(str(f.relative_to(self.path)).encode() + b"\0")
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+        return h.hexdigest()
+
+
+@dataclass
+class DatasetSource(Source):
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    images: np.ndarray | None = None
+
+    @classmethod
+    def open(cls, path: Path, n: int | None, seed: int) -> DatasetSource:
+        from ganplug.data.dataset import open_dataset
+
+        ds = open_dataset(path)
+        rows = _subset(len(ds), n, seed)
+        src = cls(kind="dataset", path=path, rows=rows, images=ds.images, count=len(rows), size=ds.size)
+        if len(rows) < len(ds):
+            src.notes.append(f"{len(rows)} of {len(ds)} images used (seeded subset, seed {seed})")
+        if ds.channels == 4:
+            src.notes.append("RGBA dataset: alpha dropped (as clean-fid does for RGBA files)")
+        return src
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        for i in range(0, len(self.rows), batch_size):
+            block = np.asarray(self.images[self.rows[i:i + batch_size]])[..., :3]
+            yield Batch([np.ascontiguousarray(a) for a in block])
+
+    def content_hash(self) -> str:
+        h = hashlib.sha256()
+        arr = self.images
+        step = 256
+        for i in range(0, len(self.rows), step):
+            h.update(np.ascontiguousarray(arr[self.rows[i:i + step]]).tobytes())
+        return h.hexdigest()
+
+
+@dataclass
+class CheckpointSource(Source):
+    loaded: object = None
+    seeds: list[int] = field(default_factory=list)
+    truncation: float = 1.0
+    runtime: object = None
+
+    @classmethod
+    def open(cls, path: Path, n: int, seed: int, runtime, truncation: float = 1.0) -> CheckpointSource:
+        from ganplug.checkpoint import load_generator
+
+        loaded = load_generator(path, device=runtime.device)
+        if loaded.spec.image_to_image:
+            raise UserError(f"{path} is an image-to-image model; `ganplug eval` samples generators driven by z.")
+        src = cls(kind="checkpoint", path=Path(loaded.path), loaded=loaded, seeds=list(range(seed, seed + n)),
+                  truncation=truncation, runtime=runtime, count=n, size=loaded.spec.size)
+        return src
+
+    @property
+    def G(self):
+        return self.loaded.G
+
+    @property
+    def spec(self):
+        return self.loaded.spec
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        from ganplug.sampling import generate
+
+        for _, imgs in generate(self.G, self.seeds, truncation=self.truncation, batch_size=batch_size,
+                                runtime=self.runtime):
+            if imgs.shape[1] == 1:
+                imgs = imgs.repeat(1, 3, 1, 1)
+            arr = imgs[:, :3].permute(0, 2, 3, 1).contiguous().numpy()
+            yield Batch(list(arr))
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(seeds=[self.seeds[0], self.seeds[-1]] if self.seeds else None, truncation=self.truncation,
+                 arch=self.spec.arch, step=self.loaded.meta.get("step"))
+        return d
+
+
+@dataclass
+class StatsSource(Source):
+    mu: np.ndarray | None = None
+    sigma: np.ndarray | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> StatsSource:
+        from ganplug.eval.metrics.fid import load_stats
+
+        mu, sigma = load_stats(path, dim=2048)
+        return cls(kind="stats", path=path, mu=mu, sigma=sigma)
+
+
+def is_checkpoint_path(path: Path) -> bool:
+    return (path.is_file() and path.suffix == ".safetensors") or (path.is_dir() and (path / "checkpoints").is_dir())
+
+
+def open_source(path, *, role: str, n: int | None, seed: int, runtime=None, truncation: float = 1.0,
+                workers: int = 2) -> Source:
+    """Work out what `path` is and open it; `role` is "fake" or "real" (for messages and rules)."""
+    from ganplug.data.dataset import is_prepared_dataset
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{role.upper()} {path} does not exist.")
+    if path.suffix == ".npz" and path.is_file():
+        if role == "fake":
+            raise UserError(f"{path} is a statistics file; FAKE must be images, a dataset or a checkpoint "
+                            "(statistics files can only be REAL).")
+        return StatsSource.open(path)
+    if is_checkpoint_path(path):
+        if role == "real":
+            raise UserError(f"{path} is a checkpoint or run folder; REAL must be images, a dataset or a .npz file.")
+        return CheckpointSource.open(path, n or 10000, seed, runtime, truncation)
+    if path.is_dir() and is_prepared_dataset(path):
+        return DatasetSource.open(path, n, seed)
+    if path.is_dir():
+        return FolderSource.open(path, n, seed, workers)
+    raise UserError(f"{role.upper()} {path} is neither a folder, a prepared dataset, a checkpoint (.safetensors) "
+                    "nor a statistics file (.npz).")

@@ -40,7 +40,7 @@ class GanplugDocker(DockWidget):
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(min(s.seed, 2**31 - 1))
-        dice = QPushButton("\U0001f3b2")
+        dice = QPushButton("Random")
         dice.setToolTip("New random seed")
         dice.clicked.connect(lambda: self.seed.setValue(state.roll_seed() % 2**31))
         seed_row = QHBoxLayout()

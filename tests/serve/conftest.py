@@ -36,3 +36,28 @@ def model_dir(tmp_path_factory) -> Path:
     write_untrained_run(root / "rgba32", size=32, channels=4, base_channels=8, z_dim=16)
     (root / "notes.txt").write_text("not a model")
     return root
+
+
+@pytest.fixture(scope="session")
+def style_run(tmp_path_factory) -> Path:
+    """An untrained 32 px style-based run (tiny widths): for style mixing and projection refusals."""
+    root = tmp_path_factory.mktemp("style") / "style32"
+    write_untrained_run(root, arch="stylegan", size=32, z_dim=16, w_dim=16, mapping_layers=2, capacity=0.05,
+                        channel_max=32)
+    return root
+
+
+def make_client(**settings):
+    from fastapi.testclient import TestClient
+
+    from ganplug.serve import ServeSettings, create_app
+
+    settings.setdefault("device", "cpu")
+    settings.setdefault("precision", "fp32")
+    return TestClient(create_app(ServeSettings(**settings)), base_url="http://127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def client(tiny_run, style_run):
+    with make_client(models=(tiny_run, style_run)) as c:
+        yield c

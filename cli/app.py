@@ -17,6 +17,7 @@ from ganplug.errors import UserError
 
 # Command modules under ganplug.cli, in the order their commands appear in --help.
 COMMAND_MODULES = [
+    "prep_cmd",
     "train_cmd",
     "generate_cmd",
     "demo_cmd",

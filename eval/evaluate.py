@@ -276,12 +276,13 @@ def evaluate(fake, real=None, *, json_path=None, force: bool = False, options: E
     dev = runtime.device if runtime.device.type == "cuda" else "cpu"
     if "fid" in runnable:
         def _fid():
-            mu1, s1 = fid_m.gaussian_stats(fake_pool)
             if isinstance(real_src, StatsSource):
-                mu2, s2 = real_src.mu, real_src.sigma
+                mu1, s1 = fid_m.gaussian_stats(fake_pool)
+                value = fid_m.frechet_distance(mu1, s1, real_src.mu, real_src.sigma, dev)
             else:
-                mu2, s2 = fid_m.gaussian_stats(real_pool)
-            return {"value": fid_m.frechet_distance(mu1, s1, mu2, s2, dev), "mode": opts.fid_mode,
+                fid_m.check_finite(real_pool, "REAL Inception features")
+                value = fid_m.fid_from_features(fake_pool, real_pool, dev)
+            return {"value": value, "mode": opts.fid_mode,
                     "fake_samples": int(len(fake_pool)),
                     "real_samples": None if isinstance(real_src, StatsSource) else int(len(real_pool))}
         _metric_guard(results, skipped, "fid", _fid)

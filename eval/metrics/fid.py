@@ -6,7 +6,9 @@ Tr((S1 S2)^(1/2)) is the sum of square roots of the eigenvalues of S1 S2, which 
 symmetric PSD matrix S1^(1/2) S2 S1^(1/2). Two symmetric eigendecompositions in float64 give it
 without scipy's `sqrtm`, which at N < 2048 samples (rank-deficient covariances, this project's usual
 case) returns complex garbage or fails, is slow, and whose `disp` argument (used by clean-fid 0.1.35)
-is gone in scipy 1.18. Tiny negative eigenvalues from rounding are clipped to zero. Runs on any torch
+is gone in scipy 1.18. Tiny negative eigenvalues from rounding are clipped to zero. When both feature
+sets are at hand and smaller than the dimension, the same trace is the nuclear norm of the N1 x N2
+cross-product of centred features (exact, and milliseconds instead of seconds). Runs on any torch
 device; on CUDA the decompositions run on the GPU.
 """
 
@@ -69,9 +71,27 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, device: str | torch.device = "cpu
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr)
 
 
+def trace_sqrt_product_from_features(f1: np.ndarray, f2: np.ndarray, device: str | torch.device = "cpu") -> float:
+    """Tr((S1 S2)^(1/2)) straight from the feature rows, for when N is far below D.
+
+    With centred rows A, B: S1 S2 = A'A B'B / c, whose non-zero eigenvalues are those of (AB')(AB')' / c,
+    so the trace is the sum of singular values of AB' / sqrt(c): an N1 x N2 problem instead of D x D.
+    """
+    a = torch.as_tensor(np.asarray(f1), dtype=torch.float64, device=device)
+    b = torch.as_tensor(np.asarray(f2), dtype=torch.float64, device=device)
+    a, b = a - a.mean(0), b - b.mean(0)
+    scale = ((a.shape[0] - 1) * (b.shape[0] - 1)) ** 0.5
+    return float(torch.linalg.svdvals(a @ b.T / scale).sum().item())
+
+
 def fid_from_features(fake: np.ndarray, real: np.ndarray, device="cpu") -> float:
+    """FID of two feature sets; uses the N x N route when both sets are smaller than the dimension."""
     mu1, s1 = gaussian_stats(fake)
     mu2, s2 = gaussian_stats(real)
+    if max(len(fake), len(real)) < mu1.size:
+        diff = mu1 - mu2
+        tr = trace_sqrt_product_from_features(fake, real, device)
+        return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr)
     return frechet_distance(mu1, s1, mu2, s2, device)
 
 

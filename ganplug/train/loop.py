@@ -32,6 +32,27 @@ from ganplug.train.sinks import open_sinks
 from ganplug.train.steps import build_step
 
 CONFIG_NAME = "config.json"
+MAX_NONFINITE = 3  # rollbacks in a row before training gives up
+
+
+class Snapshot:
+    """The last good training state, in memory: what a non-finite loss rolls back to."""
+
+    def __init__(self, runtime: Runtime, parts: tuple):
+        self.runtime, self.parts = runtime, parts
+        self.states: list = []
+        self.step = 0
+        self.rng: dict[str, torch.Tensor] = {}
+
+    def capture(self, step: int) -> None:
+        self.states = [copy.deepcopy(p.state_dict()) for p in self.parts]
+        self.step, self.rng = step, {f"rng.{k}": v for k, v in _rng_state(self.runtime).items()}
+
+    def restore(self) -> int:
+        for part, state in zip(self.parts, self.states, strict=True):
+            part.load_state_dict(copy.deepcopy(state))
+        _set_rng_state(self.runtime, self.rng)
+        return self.step
 
 
 class Reporter(Protocol):
@@ -208,6 +229,9 @@ def train(
     data_time = 0.0
     step = start
     last_saved = start if resume_from else -1
+    good = Snapshot(runtime, (G, D, G_ema, opt_G, opt_D, step_fn))
+    good.capture(start)
+    strikes = 0  # non-finite steps since the last good checkpoint
     G.train()
     D.train()
     try:
@@ -225,10 +249,26 @@ def train(
 
             stats = step_fn(next_real, step)
             if not all(math.isfinite(v) for v in stats.values()):
-                raise UserError(
-                    f"training diverged at step {step + 1} (non-finite loss: {stats}). Lower --lr-d/--lr-g, try "
-                    f"--loss hinge, or resume from the last checkpoint with --resume {run_dir}."
-                )
+                strikes += 1
+                bad = {k: v for k, v in stats.items() if not math.isfinite(v)}
+                if strikes >= MAX_NONFINITE:
+                    lrs = f"G {opt_G.param_groups[0]['lr']:.2e}, D {opt_D.param_groups[0]['lr']:.2e}"
+                    raise UserError(
+                        f"training diverged: non-finite losses {bad} {strikes} times in a row, even after halving the "
+                        f"learning rates (now {lrs}). The last good checkpoint is in {run_dir}/checkpoints; "
+                        "try --loss hinge or a lower --lr-d."
+                    )
+                step = good.restore()
+                for opt in (opt_G, opt_D):
+                    for group in opt.param_groups:
+                        group["lr"] *= 0.5
+                note = {"event": "nonfinite_rollback", "bad": bad, "restored_step": step,
+                        "lr_g": opt_G.param_groups[0]["lr"], "lr_d": opt_D.param_groups[0]["lr"]}
+                for s in sinks:
+                    s.write(step, note)
+                if reporter:
+                    reporter.message(f"non-finite loss {bad}: went back to step {step} and halved the learning rates")
+                continue
             step += 1
             update_ema(G_ema, G, ema_beta(cfg.batch, cfg.ema_kimg, step * cfg.batch, cfg.ema_rampup))
             dt = time.perf_counter() - t0
@@ -242,6 +282,8 @@ def train(
                 result.samples.append(write_samples(step))
             if cfg.ckpt_every and step % cfg.ckpt_every == 0:
                 result.checkpoint, last_saved = save(step), step
+                good.capture(step)
+                strikes = 0
             out_of_time = cfg.max_seconds > 0 and time.perf_counter() - t_start >= cfg.max_seconds
             if out_of_time or (should_stop is not None and should_stop()):
                 result.stopped_early = step < cfg.steps

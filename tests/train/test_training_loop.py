@@ -156,3 +156,48 @@ def test_resume_past_the_end_is_refused(tmp_path, shapes_dir):
     train(tiny_config(shapes_dir, out, steps=2))
     with pytest.raises(UserError, match="larger --steps"):
         train(tiny_config(shapes_dir, out, steps=2), resume=True)
+
+
+class _NanAt:
+    """Wraps a train step so chosen calls report a non-finite loss (as a diverging step would)."""
+
+    def __init__(self, inner, bad_calls):
+        self.inner, self.bad_calls, self.calls = inner, set(bad_calls), 0
+
+    def __call__(self, next_real, step):
+        self.calls += 1
+        stats = self.inner(next_real, step)
+        if self.calls in self.bad_calls:
+            stats["loss/G"] = float("nan")
+        return stats
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+
+def _with_nans(monkeypatch, bad_calls):
+    import ganplug.train.loop as loop
+
+    real = loop.build_step
+    monkeypatch.setattr(loop, "build_step", lambda *a: _NanAt(real(*a), bad_calls))
+
+
+def test_nonfinite_loss_rolls_back_and_halves_lr(tmp_path, shapes_dir, monkeypatch):
+    _with_nans(monkeypatch, {5})  # the 5th step call diverges; the last good checkpoint is step 4
+    result = train(tiny_config(shapes_dir, tmp_path / "r", steps=6, ckpt_every=2, lr_g=1e-3, lr_d=1e-3))
+    assert result.step == 6
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in rows if r.get("event") == "nonfinite_rollback"]
+    assert len(events) == 1 and events[0]["restored_step"] == 4
+    assert events[0]["lr_g"] == pytest.approx(5e-4) and events[0]["lr_d"] == pytest.approx(5e-4)
+    meta = ckpt.read_meta(result.checkpoint)
+    assert meta["optimizers"]["opt_G"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
+
+
+def test_three_nonfinite_in_a_row_stop_with_a_message(tmp_path, shapes_dir, monkeypatch):
+    _with_nans(monkeypatch, {2, 3, 4})
+    with pytest.raises(UserError, match="3 times in a row"):
+        train(tiny_config(shapes_dir, tmp_path / "r", steps=6, ckpt_every=2))

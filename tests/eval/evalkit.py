@@ -17,14 +17,14 @@ REPO = Path(__file__).resolve().parents[2]
 TWEMOJI = REPO / ".." / "shared" / "datasets" / "twemoji-128"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _session_dir() -> Path:
     d = Path(tempfile.mkdtemp(prefix="ganplug-eval-tests-"))
     atexit.register(shutil.rmtree, d, True)
     return d
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def standin_dir() -> Path:
     """A folder holding a stand-in inception-2015-12-05.pt and vgg16-397923af.pth (seeded random)."""
     from ganplug.eval.features.standin import save_standin_inception, save_standin_vgg16
@@ -41,7 +41,7 @@ def twemoji_files() -> list[Path]:
     return sorted(TWEMOJI.glob("*.png"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _twemoji_folder(start: int, count: int) -> Path:
     files = twemoji_files()
     d = _session_dir() / f"twemoji_{start}_{count}"
@@ -56,7 +56,7 @@ def twemoji_folder(start: int, count: int) -> Path:
     return _twemoji_folder(start, count)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def extractor(mode: str = "clean", precision: str = "fp32"):
     """A loaded InceptionExtractor on the stand-in file, shared by the tests of one session."""
     from ganplug.device import make_runtime

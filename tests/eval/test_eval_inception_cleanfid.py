@@ -9,7 +9,6 @@ import torch
 from evalkit import extractor, standin_dir, twemoji_folder
 from PIL import Image
 
-
 SCIPY_HAS_DISP = tuple(int(p) for p in scipy.__version__.split(".")[:2]) < (1, 18)
 
 
@@ -38,7 +37,7 @@ def test_features_equal_clean_fid_features(mode):
     np.testing.assert_allclose(ours.pool, ref, rtol=1e-4, atol=1e-3 * np.abs(ref).max())
 
 
-@pytest.mark.skipif(not SCIPY_HAS_DISP, reason="clean-fid 0.1.35's compute_fid calls sqrtm(disp=...), gone in scipy 1.18")
+@pytest.mark.skipif(not SCIPY_HAS_DISP, reason="clean-fid 0.1.35 calls sqrtm(disp=...), gone in scipy 1.18")
 def test_fid_equals_clean_fid_compute_fid_end_to_end():
     from cleanfid.fid import compute_fid
 

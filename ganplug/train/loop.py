@@ -63,6 +63,30 @@ class Reporter(Protocol):
 
 
 @dataclass
+class WatchResult:
+    """What a training watch found: `healthy` False means act according to `on_collapse`."""
+
+    healthy: bool
+    stats: dict[str, float] = field(default_factory=dict)  # logged as watch/<name>
+    reasons: list[str] = field(default_factory=list)  # one sentence each, shown to the user
+
+
+class TrainWatch(Protocol):
+    """Checks the generator every `every` steps (mode collapse, D overpowering G...).
+
+    `on_collapse` is "warn" (log and print), "stop" (save and stop) or "rollback" (go back to the last
+    healthy checkpoint and apply `remedy`, which returns a description of what it changed).
+    """
+
+    every: int
+    on_collapse: str
+
+    def check(self, step: int, G_ema: torch.nn.Module, history: list[dict[str, float]]) -> WatchResult: ...
+
+    def remedy(self, step_fn: Any, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer) -> str: ...
+
+
+@dataclass
 class TrainResult:
     run_dir: Path
     step: int
@@ -70,6 +94,8 @@ class TrainResult:
     samples: list[Path] = field(default_factory=list)
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)  # per-step stats of this process
+    events: list[dict[str, Any]] = field(default_factory=list)  # rollbacks and other interventions
+    stop_reason: str = ""
 
 
 def is_run_dir(path: Path) -> bool:
@@ -147,6 +173,7 @@ def train(
     force: bool = False,
     reporter: Reporter | None = None,
     should_stop: Callable[[], bool] | None = None,
+    watch: TrainWatch | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in `cfg.out`. Returns where the final checkpoint is."""
     run_dir = Path(cfg.out)
@@ -280,9 +307,38 @@ def train(
                 reporter.update(step, stats)
             if cfg.sample_every and step % cfg.sample_every == 0:
                 result.samples.append(write_samples(step))
+            healthy = True
+            if watch is not None and watch.every and step % watch.every == 0:
+                verdict = watch.check(step, G_ema, result.history)
+                healthy = verdict.healthy
+                row = {f"watch/{k}": v for k, v in verdict.stats.items()}
+                row["watch/healthy"] = float(healthy)
+                for s in sinks:
+                    s.write(step, row)
+                result.history[-1].update(row)
+                if not healthy:
+                    why = " ".join(verdict.reasons) or "the training watch flagged this step."
+                    if reporter:
+                        reporter.message(f"step {step}: {why}")
+                    if watch.on_collapse == "stop":
+                        result.stopped_early = True
+                        result.stop_reason = why
+                        break
+                    if watch.on_collapse == "rollback":
+                        step = good.restore()
+                        change = watch.remedy(step_fn, opt_G, opt_D)
+                        event = {"event": "collapse_rollback", "restored_step": step, "remedy": change,
+                                 "reasons": verdict.reasons}
+                        for s in sinks:
+                            s.write(step, event)
+                        result.events.append(event)
+                        if reporter:
+                            reporter.message(f"rolled back to step {step}; {change}")
+                        continue
             if cfg.ckpt_every and step % cfg.ckpt_every == 0:
                 result.checkpoint, last_saved = save(step), step
-                good.capture(step)
+                if healthy:  # a rollback only ever returns to a state the watch did not flag
+                    good.capture(step)
                 strikes = 0
             out_of_time = cfg.max_seconds > 0 and time.perf_counter() - t_start >= cfg.max_seconds
             if out_of_time or (should_stop is not None and should_stop()):

@@ -201,3 +201,41 @@ def test_three_nonfinite_in_a_row_stop_with_a_message(tmp_path, shapes_dir, monk
     _with_nans(monkeypatch, {2, 3, 4})
     with pytest.raises(UserError, match="3 times in a row"):
         train(tiny_config(shapes_dir, tmp_path / "r", steps=6, ckpt_every=2))
+
+
+class _FlagOnce:
+    """A watch that flags one chosen step, to test what the loop does with a verdict."""
+
+    def __init__(self, on_collapse, bad_step):
+        from ganplug.train.loop import WatchResult
+
+        self.every, self.on_collapse, self.bad_step, self.seen = 2, on_collapse, bad_step, []
+        self.result = WatchResult
+
+    def check(self, step, G_ema, history):
+        self.seen.append(step)
+        bad = step == self.bad_step and self.seen.count(step) == 1
+        return self.result(healthy=not bad, stats={"score": float(step)}, reasons=["test says so."] if bad else [])
+
+    def remedy(self, step_fn, opt_G, opt_D):
+        for g in opt_D.param_groups:
+            g["lr"] *= 0.5
+        return "halved D's learning rate"
+
+
+def test_watch_rollback_restores_last_healthy_checkpoint(tmp_path, shapes_dir):
+    watch = _FlagOnce("rollback", bad_step=4)
+    result = train(tiny_config(shapes_dir, tmp_path / "r", steps=6, ckpt_every=2), watch=watch)
+    assert result.step == 6 and not result.stopped_early
+    assert watch.seen == [2, 4, 4, 6]  # step 4 flagged, rolled back to 2, steps 3-4 trained again
+    assert result.events[0]["restored_step"] == 2 and "halved" in result.events[0]["remedy"]
+    meta = ckpt.read_meta(result.checkpoint)
+    assert meta["optimizers"]["opt_D"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("watch/score") == 6.0 for r in rows)
+
+
+def test_watch_stop_ends_training_with_the_reason(tmp_path, shapes_dir):
+    result = train(tiny_config(shapes_dir, tmp_path / "r", steps=6, ckpt_every=2), watch=_FlagOnce("stop", 4))
+    assert result.stopped_early and result.step == 4 and "test says so" in result.stop_reason
+    assert ckpt.read_meta(ckpt.resolve_checkpoint(tmp_path / "r"))["step"] == 4

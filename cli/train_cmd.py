@@ -53,6 +53,15 @@ def train(
     kernel: int = typer.Option(None, help="DCGAN kernel size, 4 or 5."),
     init: str = typer.Option(None, help="DCGAN weight init: normal (N(0,0.02)) or glorot."),
     d_dropout: float = typer.Option(None, help="Dropout in the discriminator."),
+    mapping_layers: int = typer.Option(None, help="StyleGAN mapping layers (8 as in StyleGAN, 2 for small data)."),
+    capacity: float = typer.Option(None, help="StyleGAN width multiplier (1.0 = StyleGAN2 paper256 widths)."),
+    aug: str = typer.Option("none", help="Augment D's inputs (stylegan): none, diffaug (fixed --aug-p) or ada."),
+    aug_p: float = typer.Option(0.3, help="Augmentation probability with --aug diffaug."),
+    aug_ops: str = typer.Option("bgc", help="Augmentations: bgc, diffaug, all, or a list like translation,cutout."),
+    ada_target: float = typer.Option(0.6, help="ADA target for E[sign(D(real))]."),
+    r1_gamma: float = typer.Option(None, help="StyleGAN R1 weight (default 0.0002 * size^2 / batch)."),
+    pl_weight: float = typer.Option(0.0, help="StyleGAN path-length regularisation weight (0 = off, 2 = paper)."),
+    style_mixing: float = typer.Option(0.9, help="StyleGAN style-mixing probability."),
     model: list[str] = typer.Option([], "--model", help="Other model options as KEY=VALUE (repeatable)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16 (autocast)."),
@@ -74,7 +83,7 @@ def train(
         raise UserError("--out is required: the folder where the run's checkpoints and samples go.")
     model_opts = parse_model_options(model)
     for key, value in (("z_dim", z_dim), ("base_channels", base_channels), ("kernel", kernel), ("init", init),
-                       ("d_dropout", d_dropout)):
+                       ("d_dropout", d_dropout), ("mapping_layers", mapping_layers), ("capacity", capacity)):
         if value is not None:
             model_opts[key] = value
     if loss == "wgan-gp" and arch == "dcgan":
@@ -85,6 +94,8 @@ def train(
         ema_kimg=ema_kimg, seed=seed, mirror=mirror, background=background, sample_every=sample_every,
         ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints, init_from=str(init_from or ""), freeze_d=freeze_d,
         device=device, precision=precision, channels_last=channels_last, model=model_opts,
+        aug=aug, aug_p=aug_p, aug_ops=aug_ops, ada_target=ada_target, r1_gamma=r1_gamma, pl_weight=pl_weight,
+        style_mixing=style_mixing,
     )
     cfg.validate()
     if dry_run:

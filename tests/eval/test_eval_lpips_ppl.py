@@ -57,7 +57,8 @@ def _ref_slerp(a, b, t):
 
 def test_slerp_keep_norm_matches_reference():
     gen = torch.Generator().manual_seed(1)
-    a, b = torch.randn(4, 10, generator=gen, dtype=torch.float64), torch.randn(4, 10, generator=gen, dtype=torch.float64)
+    a = torch.randn(4, 10, generator=gen, dtype=torch.float64)
+    b = torch.randn(4, 10, generator=gen, dtype=torch.float64)
     for t in (0.0, 0.3, 1.0):
         np.testing.assert_allclose(slerp_keep_norm(a, b, torch.full((4, 1), t, dtype=torch.float64)).numpy(),
                                    _ref_slerp(a.numpy(), b.numpy(), t), atol=1e-10)

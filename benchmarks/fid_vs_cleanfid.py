@@ -69,10 +69,12 @@ def main() -> None:
             t = time.perf_counter()
             out = evaluate(a, b, metrics="fid", weights_dir=str(wdir), allow_unverified_weights=True,
                            device=args.device, precision=precision, use_cache=False, batch_size=64)
-            rows.append((f"ganplug {precision} channels_last", time.perf_counter() - t, out["metrics"]["fid"]["value"]))
+            value = out["metrics"]["fid"]["value"]
+            rows.append((f"ganplug {precision} channels_last", time.perf_counter() - t, value))
         base = rows[0][1] if not args.skip_cleanfid else None
         fp32 = next(v for name, _, v in rows if "ganplug fp32" in name)
-        print(f"CPU: {cpu_model()}  torch {torch.__version__}  threads {torch.get_num_threads()}  n={args.n} vs {args.n}")
+        print(f"CPU: {cpu_model()}  torch {torch.__version__}  threads {torch.get_num_threads()}  "
+              f"n={args.n} vs {args.n}")
         print("| pipeline | wall s | images/s | speed-up vs clean-fid | FID | rel. diff vs ganplug fp32 |")
         print("|---|---|---|---|---|---|")
         for name, secs, val in rows:

@@ -79,7 +79,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for name, secs, val in rows:
             speed = f"{base / secs:.2f}x" if base else "-"
-            print(f"| {name} | {secs:.1f} | {2 * args.n / secs:.1f} | {speed} | {val:.6g} | {(val - fp32) / fp32:+.2e} |")
+            rel = (val - fp32) / fp32
+            print(f"| {name} | {secs:.1f} | {2 * args.n / secs:.1f} | {speed} | {val:.6g} | {rel:+.2e} |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

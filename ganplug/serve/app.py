@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -121,17 +121,29 @@ class BodyLimit:
         except ValueError:
             return await _error(400, "bad_request", "invalid Content-Length header.")(scope, receive, send)
         seen = 0
+        exceeded = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise ApiError(413, "upload_too_large", f"the request body is over the {self.max_bytes} byte limit.")
+                if seen > self.max_bytes:  # stop reading; the app sees a disconnect, the client a 413
+                    exceeded = True
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message):
+            if not exceeded:
+                await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded:
+            await too_big(scope, receive, send)
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -183,10 +195,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             if not secrets.compare_digest(given.encode(), settings.token.encode()):
                 return _error(401, "unauthorized", "this server needs its token: send `Authorization: Bearer TOKEN` "
                                                    "(or open the page as /?token=TOKEN).")
-        try:
-            return await call_next(request)
-        except ApiError as e:  # raised by BodyLimit while the body was being read
-            return _error(e.status, e.code, e.message)
+        return await call_next(request)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
 

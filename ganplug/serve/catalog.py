@@ -110,7 +110,8 @@ class ModelCatalog:
     def resolve(self, name: str | None) -> ModelEntry:
         entries = self.scan()
         if not entries:
-            raise ApiError(404, "no_models", "the server has no models; start it with `ganplug serve --models RUN_FOLDER`.")
+            raise ApiError(404, "no_models",
+                           "the server has no models; start it with `ganplug serve --models RUN_FOLDER`.")
         if name is None:
             return next(iter(entries.values()))
         try:

@@ -42,7 +42,8 @@ def output_size(req: S._Output, native: int, count: int, settings: ServeSettings
     w = req.width or req.size or native
     h = req.height or req.size or native
     if max(w, h) > settings.max_side:
-        raise ApiError(422, "too_large", f"{w}x{h} is larger than this server's limit of {settings.max_side} px a side.")
+        raise ApiError(422, "too_large",
+                       f"{w}x{h} is larger than this server's limit of {settings.max_side} px a side.")
     if count * w * h > MAX_OUTPUT_PIXELS:
         raise ApiError(422, "too_large", f"{count} images of {w}x{h} is too many pixels for one request; "
                                          "ask for fewer or smaller images.")
@@ -178,7 +179,8 @@ def run_project(work: Work, req: S.ProjectRequest) -> S.ImagesResponse:
     try:
         from ganplug import latent  # written alongside the style-based family
     except ImportError:
-        raise ApiError(422, "not_supported", "this ganplug build has no projection (ganplug.latent is missing).") from None
+        raise ApiError(422, "not_supported",
+                       "this ganplug build has no projection (ganplug.latent is missing).") from None
     project = getattr(latent, "project", None)
     if project is None:
         raise ApiError(422, "not_supported", "this ganplug build has no projection function.")

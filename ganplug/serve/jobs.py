@@ -69,7 +69,8 @@ class JobContext:
 
 class JobQueue:
     def __init__(self, workers: int = 1, keep: int = 64):
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ganplug-gen")
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None  # started on first use, again after a shutdown
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._keep = keep
@@ -79,7 +80,10 @@ class JobQueue:
         with self._lock:
             self._jobs[job.id] = job
             self._forget_old()
-        job.future = self._pool.submit(self._run, job, work)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="ganplug-gen")
+            pool = self._pool
+        job.future = pool.submit(self._run, job, work)
         return job
 
     def _set(self, job: Job, **changes) -> None:
@@ -140,6 +144,10 @@ class JobQueue:
             del self._jobs[jid]
 
     def shutdown(self) -> None:
+        """Cancel everything and stop the workers (the app's shutdown; a later submit starts new ones)."""
         for job in self.list():
             job.cancel_event.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -56,16 +56,15 @@ class Client:
         except urllib.error.HTTPError as e:
             raise _http_error(e) from None
         except urllib.error.URLError as e:
-            raise ServerUnavailable(
-                "no ganplug server answers at %s (%s); start one with `ganplug serve --models RUN_FOLDER`."
-                % (self.url, getattr(e, "reason", e))
-            ) from None
+            reason = getattr(e, "reason", e)
+            raise ServerUnavailable(f"no ganplug server answers at {self.url} ({reason}); "
+                                    "start one with `ganplug serve --models RUN_FOLDER`.") from None
         except (TimeoutError, OSError) as e:
-            raise ServerUnavailable("the ganplug server at %s did not answer (%s)." % (self.url, e)) from None
+            raise ServerUnavailable(f"the ganplug server at {self.url} did not answer ({e}).") from None
         try:
             return json.loads(raw.decode("utf-8"))
         except ValueError:
-            raise ServerError("the server at %s did not answer with JSON; is it a ganplug server?" % self.url) from None
+            raise ServerError(f"the server at {self.url} did not answer with JSON; is it a ganplug server?") from None
 
     # ------------------------------------------------------------------ endpoints
     def health(self):
@@ -106,7 +105,7 @@ class Client:
                 break
             if time.monotonic() > deadline:
                 self.cancel(job["id"])
-                raise ServerError("the job took longer than %d s and was cancelled." % timeout)
+                raise ServerError(f"the job took longer than {timeout:.0f} s and was cancelled.")
             time.sleep(poll)
             job = self.job(job["id"])
         return job_result(job)
@@ -121,7 +120,7 @@ def job_result(job):
         raise Cancelled("cancelled.")
     if state == "failed":
         raise ServerError(job.get("error") or "the job failed.")
-    raise ServerError("the job is still %s." % state)
+    raise ServerError(f"the job is still {state}.")
 
 
 def image_bytes(image):
@@ -136,5 +135,5 @@ def _http_error(e):
     except Exception:
         message, code = None, None
     if not message:
-        message = "the server answered %s %s." % (e.code, e.reason)
+        message = f"the server answered {e.code} {e.reason}."
     return ServerError(message, status=e.code, code=code)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -82,9 +83,10 @@ def start_server(models: list[Path], log: Path, *extra: str) -> LiveServer:
         if proc.poll() is not None:
             raise RuntimeError(f"ganplug serve exited with {proc.returncode}: {log.read_text()}")
         try:
-            with urllib.request.urlopen(url + "/v1/health", timeout=2) as r:
-                if r.status == 200:
-                    return LiveServer(url, proc, log)
+            with urllib.request.urlopen(url + "/v1/health", timeout=2):
+                return LiveServer(url, proc, log)
+        except urllib.error.HTTPError:  # it answers (e.g. 401 without the token): it is up
+            return LiveServer(url, proc, log)
         except OSError:
             time.sleep(0.2)
     proc.terminate()

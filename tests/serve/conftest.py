@@ -3,9 +3,8 @@ lead's `tiny_run`), an app factory, and a client on the loopback Host the server
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import copy
+from pathlib import Path
 
 import pytest
 import torch

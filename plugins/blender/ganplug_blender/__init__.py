@@ -94,7 +94,7 @@ class _GenerateBase:
             s.status = str(e)
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
-        s.status = "textured %d object(s)." % n
+        s.status = f"textured {n} object(s)."
         self.report({"INFO"}, s.status)
         return {"FINISHED"}
 
@@ -136,7 +136,7 @@ class _GenerateBase:
         except (client.ServerError, ValueError) as e:
             self.report({"ERROR"}, str(e))
             return self._end(context, str(e), {"CANCELLED"})
-        return self._end(context, "textured %d object(s)." % n, {"FINISHED"})
+        return self._end(context, f"textured {n} object(s).", {"FINISHED"})
 
     def _end(self, context, message, result):
         s = _settings(context)

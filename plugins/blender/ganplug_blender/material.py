@@ -39,7 +39,7 @@ def material_for(obj, own: bool, name: str):
             else:
                 obj.material_slots[obj.active_material_index].material = mat
         else:
-            raise ValueError("%s cannot hold a material (it is a %s)." % (obj.name, obj.type))
+            raise ValueError(f"{obj.name} cannot hold a material (it is a {obj.type}).")
     elif own and mat.users > 1:
         mat = mat.copy()
         mat.name = name

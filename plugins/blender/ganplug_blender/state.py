@@ -15,7 +15,7 @@ def texture_request(model: str, seeds: list[int], size: int, tileable: bool, tru
 
 def image_name(model: str, seed: int, tileable: bool) -> str:
     """Names the image datablock the way the Krita plugin names layers: model and seed, findable later."""
-    return "ganplug %s #%d%s" % (model or "model", seed, " tile" if tileable else "")
+    return f"ganplug {model or 'model'} #{seed}{' tile' if tileable else ''}"
 
 
 def populate_plan(object_names: list[str], start_seed: int) -> list[tuple[str, int]]:
@@ -24,4 +24,4 @@ def populate_plan(object_names: list[str], start_seed: int) -> list[tuple[str, i
 
 
 def material_name(object_name: str) -> str:
-    return "ganplug %s" % object_name
+    return f"ganplug {object_name}"

@@ -5,13 +5,22 @@ from __future__ import annotations
 from krita import DockWidget, Krita
 from PyQt5.QtCore import QTimer
 from PyQt5.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
-    QSpinBox, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
-from . import document
+from . import document, state
 from . import ganplug_client as client
-from . import state
 
 SETTINGS_GROUP, SETTINGS_KEY = "ganplug", "settings"
 
@@ -121,7 +130,7 @@ class GanplugDocker(DockWidget):
         self.model.addItems([m["name"] for m in self.models])
         if current:
             self.model.setCurrentText(current)
-        self._say("%d model(s) on the server." % len(self.models))
+        self._say(f"{len(self.models)} model(s) on the server.")
 
     # ------------------------------------------------------------------ jobs
     def _start(self, kind: str, request: dict, rect, above=None, base_seed=None):
@@ -137,7 +146,7 @@ class GanplugDocker(DockWidget):
         self.job = (job["id"], doc, rect, above, base_seed)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self._say("%s: queued" % kind)
+        self._say(f"{kind}: queued")
         self.timer.start()
 
     def _poll(self):
@@ -153,7 +162,7 @@ class GanplugDocker(DockWidget):
                 return
             result = client.job_result(info)
             nodes = document.insert_result(doc, result, rect, above=above, base_seed=base_seed)
-            self._say("added %d layer(s)." % len(nodes))
+            self._say(f"added {len(nodes)} layer(s).")
         except client.ServerError as e:
             self._say(str(e))
         self._finish()
@@ -215,7 +224,7 @@ class GanplugDocker(DockWidget):
             self._say("open a document and select the layer to translate.")
             return
         if not state.model_supports(self.models, s.model, "translate"):
-            self._say("model %r does not translate images; pick a pix2pix model." % s.model)
+            self._say(f"model {s.model!r} does not translate images; pick a pix2pix model.")
             return
         rect = document.target_rect(doc)
         req = state.translate_request(s, document.layer_png_b64(doc, node, rect), rect[2], rect[3])

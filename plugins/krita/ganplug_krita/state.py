@@ -80,12 +80,12 @@ _NAME_RE = re.compile(
 
 
 def layer_name(tag: LayerTag) -> str:
-    parts = [PREFIX, tag.model, "#%d" % tag.seed]
+    parts = [PREFIX, tag.model, f"#{tag.seed}"]
     if tag.variation is not None:
-        parts.append("v%d" % tag.variation)
+        parts.append(f"v{tag.variation}")
     if tag.frame is not None:
-        parts.append("f%d" % tag.frame)
-    parts.append("t%.2f" % tag.truncation)
+        parts.append(f"f{tag.frame}")
+    parts.append(f"t{tag.truncation:.2f}")
     if tag.tileable:
         parts.append("tile")
     return " ".join(parts)

@@ -36,7 +36,7 @@ from ganplug.data.npy_stream import NpyRowWriter
 from ganplug.data.options import PrepOptions, differing_options
 from ganplug.data.pairs import edge_sketch, match_pairs, resolve_pair_dirs
 from ganplug.data.preview import write_preview
-from ganplug.data.sheets import SplitSpec, split_boxes
+from ganplug.data.sheets import SplitSpec, pair_shaped, split_boxes
 from ganplug.data.sources import SourceFile, check_source_folder, hash_sources, list_images
 from ganplug.errors import DataError
 
@@ -110,7 +110,8 @@ def process_source(task: SourceTask, opts: PrepOptions, seed: int) -> SourceOutc
     def fit(img: Image.Image, size: int) -> np.ndarray:
         return np.asarray(fit_square(img, size, fit=opts.fit, resample=opts.resample, fill=bg))
 
-    boxes = split_boxes(np.asarray(im), spec) if spec.mode != "none" else [(0, 0) + im.size]
+    whole = spec.mode == "none" or (spec.mode == "auto" and not pair_shaped(*im.size))
+    boxes = [(0, 0) + im.size] if whole else split_boxes(np.asarray(im), spec)
     parts = []
     for p, box in enumerate(boxes):
         piece = im if len(boxes) == 1 else im.crop(box)

@@ -61,10 +61,15 @@ def _uniform_columns(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return close.mean(axis=0) >= UNIFORM_SHARE
 
 
+def pair_shaped(width: int, height: int) -> bool:
+    """Near 2:1, the only shape `auto` looks into (cheap: no pixels needed)."""
+    return AUTO_RATIO[0] <= width / height <= AUTO_RATIO[1]
+
+
 def find_separator(arr: np.ndarray) -> int | None:
     """Column index that separates two side-by-side designs, or None. `arr` is H x W x C uint8."""
     h, w = arr.shape[:2]
-    if not (AUTO_RATIO[0] <= w / h <= AUTO_RATIO[1]):
+    if not pair_shaped(w, h):
         return None
     half = w / 2
     lo, hi = int(half - AUTO_BAND * w / 2), int(half + AUTO_BAND * w / 2) + 1

@@ -73,3 +73,17 @@ def distinct_designs(folder: Path, n: int, size=(96, 96), fmt="png") -> list[Pat
 
 def pixel(arr: np.ndarray, y: int, x: int) -> tuple[int, ...]:
     return tuple(int(v) for v in arr[y, x])
+
+
+def png16_rgb(path: Path, rgb16: np.ndarray) -> Path:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one), built from an H x W x 3 uint16 array."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from prep_assets import design, pixel
+from prep_assets import design, pixel, png16_rgb
 
 from ganplug.data import DEFAULT_MAX_PIXELS, ImageReadError, decode_image
 from ganplug.data.decode import open_image, parse_color
@@ -84,6 +84,13 @@ def test_sixteen_bit_is_scaled_not_clipped(tmp_path: Path) -> None:
     # independent reference: v * 255 / 65535, rounded
     assert arr[0, :, 0].tolist() == [round(v * 255 / 65535) for v in (0, 1000, 32896, 65535)]
     assert arr[0, 1, 0] == 4  # clipping would have given 255
+
+
+def test_sixteen_bit_rgb_png(tmp_path: Path) -> None:
+    a = np.array([[[65535, 0, 32896], [1000, 65535, 0]]], dtype=np.uint16)
+    arr = decode_image(png16_rgb(tmp_path / "deep_rgb.png", a))
+    assert arr.shape == (1, 2, 3)
+    assert np.abs(arr.astype(int) - np.round(a.astype(np.float64) * 255 / 65535)).max() <= 1
 
 
 def test_cmyk_converts_to_rgb(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import host_env, keep_screenshot, require_app
+from host_helpers import host_env, keep_screenshot, require_app
 from PIL import Image
 
 pytestmark = pytest.mark.host

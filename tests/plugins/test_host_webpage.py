@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 from chromium_cdp import Browser
-from conftest import host_env, keep_screenshot, require_app
+from host_helpers import host_env, keep_screenshot, require_app
 from PIL import Image
 
 pytestmark = pytest.mark.host

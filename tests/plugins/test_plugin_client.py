@@ -6,7 +6,7 @@ import importlib.util
 import threading
 
 import pytest
-from conftest import PLUGINS, start_server
+from host_helpers import PLUGINS, start_server
 
 _spec = importlib.util.spec_from_file_location("ganplug_client", PLUGINS / "common" / "ganplug_client.py")
 client = importlib.util.module_from_spec(_spec)

@@ -6,7 +6,7 @@ import io
 import zipfile
 
 import pytest
-from conftest import PLUGINS
+from host_helpers import PLUGINS
 
 from ganplug.cli.app import main
 from ganplug.errors import UserError

@@ -6,7 +6,7 @@ import random
 import sys
 
 import pytest
-from conftest import PLUGINS
+from host_helpers import PLUGINS
 
 from ganplug.serve import schema as S
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import threading
 
-from conftest import write_untrained_run
+from serve_helpers import write_untrained_run
 
 from ganplug.checkpoint import load_generator
 from ganplug.serve.catalog import ModelCache, ModelCatalog, module_bytes

@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import make_client
+from serve_helpers import make_client
 
 from ganplug.serve.errors import ApiError
 from ganplug.serve.jobs import JobQueue

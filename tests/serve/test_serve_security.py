@@ -7,8 +7,8 @@ import io
 import os
 
 import pytest
-from conftest import make_client
 from PIL import Image
+from serve_helpers import make_client
 
 from ganplug.errors import UserError
 from ganplug.serve import ServeSettings, create_app

@@ -96,4 +96,3 @@ def test_krita_generates_layers_matching_the_server(live_server, tmp_path):
     docker = np.asarray(Image.open(tmp_path / "docker.png").convert("RGB"))
     assert docker.shape[0] >= 300 and docker.std() > 10
     keep_screenshot(tmp_path / "docker.png", "krita-docker.png")
-    keep_screenshot(tmp_path / "canvas.png", "krita-canvas.png")

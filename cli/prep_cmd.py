@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ganplug.data.decode import DEFAULT_MAX_PIXELS
+from ganplug.data.dedup import DEFAULT_THRESHOLD
 from ganplug.data.options import PrepOptions
 from ganplug.data.prep import PrepResult, prepare_dataset
 from ganplug.data.progress import prep_progress
@@ -51,7 +52,7 @@ def prep(
     resample: str = typer.Option("lanczos", help="Resampling filter: lanczos, box, bicubic or bilinear."),
     split: str = typer.Option("auto", help="Sheets: auto (two designs side by side), halves, none, or 'grid RxC'."),
     dedup: bool = typer.Option(True, "--dedup/--no-dedup", help="Drop exact and near duplicates."),
-    dedup_threshold: float = typer.Option(12.0, help="Near-duplicate tolerance (mean difference, 0-255 levels)."),
+    dedup_threshold: float = typer.Option(DEFAULT_THRESHOLD, help="Near-duplicate tolerance (mean difference, 0-255)."),
     mirror: bool = typer.Option(False, "--mirror", help="Augmented copies alternate with mirror images."),
     brightness: str = typer.Option(None, help="Brightness factor range for augmented copies, e.g. 0.7,1.2."),
     color: str = typer.Option(None, help="Saturation factor range for augmented copies, e.g. 0.5,0.9."),

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ganplug.data.dataset import is_prepared_dataset
 from ganplug.data.decode import IMAGE_EXTENSIONS
 from ganplug.errors import DataError
 
@@ -102,6 +103,9 @@ def list_images(root: Path, *, exclude: tuple[Path, ...] = ()) -> Listing:
                 if key in seen:
                     if entry.is_symlink():
                         problems.append((rel, "symlink loop (links to a folder already read)"))
+                    continue
+                if is_prepared_dataset(Path(entry.path)):  # its preview.png is not source art
+                    problems.append((rel, "a prepared ganplug dataset, not read as source images"))
                     continue
                 seen.add(key)
                 stack.append((Path(entry.path), rel + "/"))

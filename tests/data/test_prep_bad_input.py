@@ -99,6 +99,11 @@ def test_out_inside_src_is_not_read_as_input(tmp_path: Path) -> None:
     prepare_dataset(src, src / "prepared", PrepOptions(size=16, seed=0))
     again = prepare_dataset(src, src / "prepared", PrepOptions(size=16, seed=0))
     assert again.noop and again.counts["files"] == 3  # its preview.png was not picked up
+    # nor is another prepared dataset inside SRC read as art
+    res = prepare_dataset(src, tmp_path / "third", PrepOptions(size=16, seed=0))
+    assert res.counts["files"] == 3
+    assert {"file": "prepared", "reason": "a prepared ganplug dataset, not read as source images"} in res.meta[
+        "skipped"]
 
 
 def test_fake_png(tmp_path: Path) -> None:

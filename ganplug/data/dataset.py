@@ -28,11 +28,11 @@ SPLITS = ("train", "holdout")
 
 def is_prepared_dataset(path: Path) -> bool:
     path = Path(path)
-    if not (path / META_NAME).is_file() or not (path / ARRAY_NAME).is_file():
-        return False
     try:
+        if not (path / META_NAME).is_file() or not (path / ARRAY_NAME).is_file():
+            return False
         return json.loads((path / META_NAME).read_text()).get("format") == FORMAT
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or JSON that is not an object
         return False
 
 

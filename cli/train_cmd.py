@@ -25,11 +25,21 @@ def parse_model_options(items: list[str]) -> dict[str, object]:
     return out
 
 
+def _dataset_size(data: Path | None) -> int | None:
+    """The image size of a prepared dataset, so `ganplug train DATASET` needs no --size."""
+    from ganplug.data import is_prepared_dataset
+
+    if data is None or not is_prepared_dataset(Path(data)):
+        return None
+    return int(json.loads((Path(data) / "dataset.json").read_text()).get("size", 0)) or None
+
+
 def train(
     data: Path = typer.Argument(None, help="Image folder or prepared dataset (`ganplug prep`)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder for checkpoints, samples and logs."),
     arch: str = typer.Option("dcgan", help="Model family."),
-    size: int = typer.Option(64, help="Image size in pixels (a power of two)."),
+    size: int = typer.Option(None, help="Image size in pixels, a power of two (default: a prepared dataset's "
+                             "size, else 64)."),
     steps: int = typer.Option(10_000, help="Generator updates."),
     batch: int = typer.Option(64, help="Images per batch."),
     lr_g: float = typer.Option(2e-4, help="Generator learning rate (Adam)."),
@@ -81,6 +91,8 @@ def train(
         out = resume
     if out is None:
         raise UserError("--out is required: the folder where the run's checkpoints and samples go.")
+    if size is None:
+        size = _dataset_size(data) or 64
     model_opts = parse_model_options(model)
     for key, value in (("z_dim", z_dim), ("base_channels", base_channels), ("kernel", kernel), ("init", init),
                        ("d_dropout", d_dropout), ("mapping_layers", mapping_layers), ("capacity", capacity)):

@@ -111,12 +111,24 @@ def list_images(root: Path, *, exclude: tuple[Path, ...] = ()) -> Listing:
                 stack.append((Path(entry.path), rel + "/"))
             elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
                 files.append(SourceFile(Path(entry.path), rel, st.st_size, st.st_mtime_ns))
+            elif _is_companion_file(entry.name):
+                continue  # licences, notes and OS litter sit beside art; they are not failed images
             else:
                 ext = Path(entry.name).suffix.lower() or "(no extension)"
                 problems.append((rel, f"not an image file type ({ext}); export it as PNG or JPEG"))
     files.sort(key=lambda f: f.rel)
     problems.sort()
     return Listing(files, problems)
+
+
+COMPANION_NAMES = {"notice", "license", "licence", "copying", "readme", "authors", ".ds_store", "thumbs.db",
+                   "desktop.ini"}
+COMPANION_EXTENSIONS = {".txt", ".md", ".json", ".csv", ".yaml", ".yml", ".toml", ".html", ".pdf"}
+
+
+def _is_companion_file(name: str) -> bool:
+    stem, ext = Path(name).stem.lower(), Path(name).suffix.lower()
+    return name.lower() in COMPANION_NAMES or stem in COMPANION_NAMES or ext in COMPANION_EXTENSIONS
 
 
 def hash_sources(files: list[SourceFile], method: str = "stat") -> str:

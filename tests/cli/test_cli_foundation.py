@@ -211,3 +211,15 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_prep_then_train_takes_the_dataset_size(shapes_dir, tmp_path, capsys):
+    """`ganplug prep SRC OUT --size 32` then `ganplug train OUT` (no --size) trains at 32 px from the memmap."""
+    data = tmp_path / "data32"
+    assert run(capsys, "prep", shapes_dir, data, "--size", "32")[0] == 0
+    args = [a for a in TINY if a not in ("--size", "32")]
+    code, _ = run(capsys, "train", data, "--out", tmp_path / "r", "--steps", "1", *args)
+    assert code == 0
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["train"]["size"] == 32 and config["model"]["size"] == 32
+    assert config["dataset"]["path"] == str(data)

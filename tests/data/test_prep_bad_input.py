@@ -46,7 +46,8 @@ def test_src_missing_empty_or_a_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="holds no image files"):
         prepare_dataset(tmp_path / "empty", tmp_path / "out")
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "readme.md").write_text("hi")
+    (tmp_path / "docs" / "readme.md").write_text("notes beside art are ignored")
+    (tmp_path / "docs" / "armour.psd").write_bytes(b"8BPS")
     with pytest.raises(DataError, match=r"holds no image files \(1 other file"):
         prepare_dataset(tmp_path / "docs", tmp_path / "out")
     (tmp_path / "one.png").write_bytes(b"x")

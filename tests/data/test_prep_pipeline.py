@@ -29,7 +29,8 @@ def messy_folder(root: Path) -> Path:
     (root / "fake.png").write_text("not an image")
     Image.new("RGB", (64, 64)).save(root / "cut.png")
     (root / "cut.png").write_bytes((root / "cut.png").read_bytes()[:60])
-    (root / "notes.txt").write_text("hello")
+    (root / "concept.psd").write_bytes(b"8BPS")
+    (root / "LICENSE.txt").write_text("CC-BY 4.0")  # a companion file: ignored, not reported
     (root / ".DS_Store").write_bytes(b"\0\0")
     return root
 
@@ -40,7 +41,7 @@ def test_messy_folder(tmp_path: Path) -> None:
     res = prepare_dataset(src, out, PrepOptions(size=32, seed=1), workers=2)
     c = res.counts
     assert (c["files"], c["read"]) == (7, 5)
-    assert c["skipped"] == 3  # fake.png, cut.png, notes.txt (.DS_Store is hidden, ignored)
+    assert c["skipped"] == 3  # fake.png, cut.png, concept.psd (.DS_Store and LICENSE.txt are ignored)
     assert (c["sheets_split"], c["parts_from_sheets"]) == (1, 1)
     assert c["duplicates"] == 1 and c["train"] == 5  # alpha, gray, 2 halves, yellow
 
@@ -48,10 +49,10 @@ def test_messy_folder(tmp_path: Path) -> None:
     assert ds.images.shape == (5, 32, 32, 3) and isinstance(ds.images, np.memmap)
     report = json.loads((out / "report.json").read_text())
     reasons = {s["file"]: s["reason"] for s in report["skipped"]}
-    assert set(reasons) == {"fake.png", "cut.png", "notes.txt"}
+    assert set(reasons) == {"fake.png", "cut.png", "concept.psd"}
     assert "not a valid PNG" in reasons["fake.png"]
     assert "corrupt" in reasons["cut.png"]
-    assert "not an image file type (.txt)" in reasons["notes.txt"]
+    assert "not an image file type (.psd)" in reasons["concept.psd"]
     [dup] = report["duplicates"]
     assert (dup["file"], dup["duplicate_of"]) == ("more/deeper/yellow_again.png", "more/deeper/yellow.jpg")
     assert report["split_sheets"] == [{"file": "sheet.png", "parts": 2}]

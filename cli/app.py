@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "plugin_cmd",
     "eval_cmd",
     "weights_cmd",
+    "latent_cmd",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,136 @@
+"""`ganplug mix` (style-mixing grid) and `ganplug project` (GAN inversion of an image)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import typer
+
+from ganplug.errors import UserError
+
+CKPT_HELP = "A run folder (its latest checkpoint) or a .safetensors checkpoint file."
+
+
+def _load(ckpt: Path, device: str):
+    from ganplug.checkpoint import load_generator
+    from ganplug.device import make_runtime
+
+    rt = make_runtime(device, "fp32", channels_last=False)
+    model = load_generator(ckpt, device=rt.device)
+    return model, rt
+
+
+def mix(
+    ckpt: Path = typer.Argument(..., help=CKPT_HELP),
+    rows: str = typer.Option("1,2,3", help="Row seeds: they give the style inputs in --styles."),
+    cols: str = typer.Option("4,5,6", help="Column seeds: they give all other style inputs."),
+    styles: str = typer.Option(None, help="Style inputs taken from the rows, e.g. '0-6' (default: the coarse half)."),
+    out: Path = typer.Option(Path("mix.png"), help="Output grid image; mix.json beside it records how to redo it."),
+    truncation: float = typer.Option(1.0, help="Truncation psi in w space."),
+    noise: str = typer.Option("const", help="Noise inputs: const, random or none."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    force: bool = typer.Option(False, help="Overwrite existing output files."),
+) -> None:
+    """Style-mixing grid: rows take the coarse styles (pose, shape), columns the fine ones (colour, detail)."""
+    from ganplug.checkpoint import atomic_write_bytes
+    from ganplug.latent import parse_styles, style_mixing_grid
+    from ganplug.sampling import make_grid, parse_seeds, save_image_atomic
+
+    row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
+    if noise not in ("const", "random", "none"):
+        raise UserError(f"--noise must be const, random or none, not {noise!r}.")
+    if not 0.0 <= truncation <= 2.0:
+        raise UserError(f"--truncation must be between 0 and 2, not {truncation}.")
+    sidecar = out.with_suffix(".json")
+    for path in (out, sidecar):
+        if path.exists() and not force:
+            raise UserError(f"{path} already exists; pass --force to overwrite it or choose another --out.")
+    model, rt = _load(ckpt, device)
+    if not model.spec.style_based:
+        raise UserError(f"style mixing needs a style-based model (--arch stylegan); {ckpt} is {model.spec.arch}.")
+    style_idx = parse_styles(styles, model.spec.num_ws) if styles else list(range(model.spec.num_ws // 2))
+    cells = style_mixing_grid(model.G, row_seeds, col_seeds, style_idx, truncation=truncation, noise_mode=noise,
+                              device=rt.device)
+    save_image_atomic(make_grid(cells, nrow=len(col_seeds) + 1), out)
+    record = {"checkpoint": str(model.path), "step": model.meta.get("step"), "rows": row_seeds, "cols": col_seeds,
+              "styles_from_rows": style_idx, "num_ws": model.spec.num_ws, "truncation": truncation, "noise": noise,
+              "layout": "top row: column seeds; left column: row seeds; cell = row styles in styles_from_rows, "
+                        "column styles elsewhere"}
+    atomic_write_bytes(sidecar, json.dumps(record, indent=2).encode())
+    typer.echo(f"wrote {out} ({len(row_seeds)}x{len(col_seeds)} mixes; rows give styles "
+               f"{style_idx[0]}-{style_idx[-1]} of 0-{model.spec.num_ws - 1}) and {sidecar.name}")
+
+
+def project(
+    ckpt: Path = typer.Argument(..., help=CKPT_HELP),
+    image: Path = typer.Argument(..., help="The image to reproduce (resized to the model's size if needed)."),
+    out: Path = typer.Option(Path("proj"), help="Output folder."),
+    steps: int = typer.Option(500, help="Optimisation steps."),
+    lr: float = typer.Option(0.1, help="Peak learning rate (Adam)."),
+    loss: str = typer.Option("auto", help="auto (VGG16 if its weights are found), vgg, or pixel (L1 + MS-SSIM)."),
+    noise: bool = typer.Option(True, "--noise/--no-noise", help="Also optimise the noise maps (stylegan)."),
+    video: str = typer.Option("gif", help="Progress video format: gif or mp4."),
+    seed: int = typer.Option(0, help="Random seed."),
+    weights_dir: Path = typer.Option(None, help="Folder with vgg16-397923af.pth and vgg.pth (LPIPS)."),
+    allow_unverified_weights: bool = typer.Option(False, help="Use a VGG16 file whose hash is not the published one."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    force: bool = typer.Option(False, help="Overwrite files in an existing output folder."),
+) -> None:
+    """Find the latent that reproduces IMAGE: writes projected.png, latent.npy, noise maps and a progress video."""
+    import numpy as np
+    from rich.progress import Progress
+    from safetensors.torch import save as st_save
+
+    from ganplug.checkpoint import atomic_write_bytes
+    from ganplug.latent import load_target
+    from ganplug.latent import project as run_projection
+    from ganplug.sampling import save_animation, save_image_atomic, to_pil
+
+    if video not in ("gif", "mp4"):
+        raise UserError(f"--video must be gif or mp4, not {video!r}.")
+    names = ["target.png", "projected.png", "latent.npy", "noise.safetensors", f"progress.{video}", "projection.json"]
+    clashes = [out / n for n in names if (out / n).exists()]
+    if clashes and not force:
+        raise UserError(f"{clashes[0]} already exists; pass --force to overwrite the projection in {out}, "
+                        "or choose another --out.")
+    model, rt = _load(ckpt, device)
+    target = load_target(image, model.spec.size, model.spec.channels)
+    for note in target.notices:
+        typer.echo(f"note: {note}")
+    with Progress(transient=True) as bar:
+        task = bar.add_task("projecting", total=steps)
+        result = run_projection(
+            model.G, target.image, steps=steps, lr=lr, loss=loss, optimize_noise=noise, seed=seed,
+            weights_dir=str(weights_dir) if weights_dir else None, allow_unverified_weights=allow_unverified_weights,
+            device=rt.device, progress=lambda i, d: bar.update(task, completed=i + 1, description=f"loss {d:.4f}"),
+        )
+    typer.echo(result.loss_note)
+    out.mkdir(parents=True, exist_ok=True)
+    save_image_atomic(to_pil(target.image), out / "target.png")
+    save_image_atomic(to_pil(result.image), out / "projected.png")
+    buf = io.BytesIO()
+    np.save(buf, result.latent.numpy().astype(np.float32), allow_pickle=False)
+    atomic_write_bytes(out / "latent.npy", buf.getvalue())
+    files = ["target.png", "projected.png", "latent.npy"]
+    if result.noise:
+        atomic_write_bytes(out / "noise.safetensors", st_save({k: v.contiguous() for k, v in result.noise.items()}))
+        files.append("noise.safetensors")
+    frames = [to_pil(f) for f in result.frames]
+    save_animation(frames, out / f"progress.{video}", fps=10)
+    files.append(f"progress.{video}")
+    record = {"checkpoint": str(model.path), "step": model.meta.get("step"), "image": str(image),
+              "space": result.space, "latent_shape": list(result.latent.shape), "steps": steps, "lr": lr,
+              "loss": result.loss_name, "loss_note": result.loss_note, "notices": target.notices,
+              "first_loss": result.losses[0], "final_loss": result.losses[-1], "seed": seed,
+              "files": files, "regenerate": "ganplug.latent.render_projection(G, latent, space, noise) "
+                                            "with latent.npy and noise.safetensors"}
+    atomic_write_bytes(out / "projection.json", json.dumps(record, indent=2).encode())
+    typer.echo(f"wrote {', '.join(files)} and projection.json to {out} "
+               f"(loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mix")(mix)
+    app.command("project")(project)

@@ -54,8 +54,9 @@ def parse_styles(text: str, num_ws: int) -> list[int]:
         raise UserError(f"--styles {text!r} names no style inputs.")
     bad = sorted({s for s in out if not 0 <= s < num_ws})
     if bad:
+        shown = ", ".join(map(str, bad[:4])) + ("..." if len(bad) > 4 else "")
         raise UserError(
-            f"--styles {text!r}: {', '.join(map(str, bad[:4]))}{'...' if len(bad) > 4 else ''} out of range; this model has {num_ws} style inputs "
+            f"--styles {text!r}: {shown} out of range; this model has {num_ws} style inputs "
             f"(0-{num_ws - 1}: 0-{num_ws // 2 - 1} coarse, {num_ws // 2}-{num_ws - 1} fine)."
         )
     return sorted(set(out))

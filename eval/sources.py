@@ -131,12 +131,14 @@ class DatasetSource(Source):
     images: np.ndarray | None = None
 
     @classmethod
-    def open(cls, path: Path, n: int | None, seed: int) -> DatasetSource:
+    def open(cls, path: Path, n: int | None, seed: int, split: str = "train") -> DatasetSource:
         from ganplug.data.dataset import open_dataset
 
-        ds = open_dataset(path)
+        ds = open_dataset(path, split=split)
         rows = _subset(len(ds), n, seed)
         src = cls(kind="dataset", path=path, rows=rows, images=ds.images, count=len(rows), size=ds.size)
+        if split != "train":
+            src.notes.append(f"the dataset's {split!r} split is the reference (images the generator never saw)")
         if len(rows) < len(ds):
             src.notes.append(f"{len(rows)} of {len(ds)} images used (seeded subset, seed {seed})")
         if ds.channels == 4:
@@ -235,7 +237,9 @@ def open_source(path, *, role: str, n: int | None, seed: int, runtime=None, trun
             raise UserError(f"{path} is a checkpoint or run folder; REAL must be images, a dataset or a .npz file.")
         return CheckpointSource.open(path, n or 10000, seed, runtime, truncation)
     if path.is_dir() and is_prepared_dataset(path):
-        return DatasetSource.open(path, n, seed)
+        # A held-out split (`ganplug prep --holdout`) is the fair real reference: unseen by training.
+        split = "holdout" if role == "real" and (Path(path) / "holdout" / "images.npy").is_file() else "train"
+        return DatasetSource.open(path, n, seed, split=split)
     if path.is_dir():
         return FolderSource.open(path, n, seed, workers)
     raise UserError(f"{role.upper()} {path} is neither a folder, a prepared dataset, a checkpoint (.safetensors) "

@@ -1,0 +1,364 @@
+"""Mode-collapse detection: a battery of statistics and a verdict in words.
+
+Each statistic catches a different failure, and all work in any feature space (the network-free
+`handcrafted-v1` space by default, Inception pool features when available):
+- coverage / recall (k-NN manifolds, eval.metrics.prdc): real modes the generator never reaches;
+- NDB and JS (Richardson & Weiss 2018): k-means bins on real features, a two-proportion z-test per bin,
+  and the Jensen-Shannon divergence between the real and fake bin proportions: mass piled into few bins;
+- duplicate rate and a birthday-paradox support estimate (Arora & Zhang 2017): many near-identical samples;
+- diversity: mean pairwise feature distance and MS-SSIM of sample pairs, relative to the real data.
+
+Every statistic is judged against the same statistic measured on real data at the same sample size:
+the real set is split in two, one half is the reference (bins, k-NN balls) and the other half plays a
+perfect generator. That baseline absorbs sample-size and feature-space effects; the margins on top of
+it come from calibration (scripts/calibrate_collapse.py, docs/results.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from scipy.stats import norm
+
+from ganplug.errors import DataError
+from ganplug.eval.metrics import prdc
+from ganplug.eval.metrics.msssim import ms_ssim
+
+VERDICTS = ("healthy", "partial collapse", "collapse")
+
+
+# ----------------------------------------------------------------------------------------- k-means bins
+
+
+def kmeans(x: np.ndarray, k: int, *, seed: int = 0, iters: int = 50, restarts: int = 3) -> np.ndarray:
+    """Seeded k-means++ then Lloyd iterations; returns the [k, D] centroids of the best restart."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < k:
+        raise DataError(f"NDB with {k} bins needs at least {k} real samples; got {len(x)}.")
+    rng = np.random.default_rng(seed)
+    best, best_inertia = None, math.inf
+    for _ in range(restarts):
+        centres = [x[rng.integers(len(x))]]
+        d2 = ((x - centres[0]) ** 2).sum(1)
+        for _ in range(1, k):
+            p = d2 / d2.sum() if d2.sum() > 0 else np.full(len(x), 1 / len(x))
+            centres.append(x[rng.choice(len(x), p=p)])
+            d2 = np.minimum(d2, ((x - centres[-1]) ** 2).sum(1))
+        c = np.array(centres)
+        for _ in range(iters):
+            labels = assign_bins(x, c)
+            new = np.array([x[labels == j].mean(0) if (labels == j).any() else c[j] for j in range(k)])
+            if np.allclose(new, c):
+                break
+            c = new
+        inertia = ((x - c[assign_bins(x, c)]) ** 2).sum()
+        if inertia < best_inertia:
+            best, best_inertia = c, inertia
+    return best
+
+
+def assign_bins(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return prdc.pairwise_distances(x, centres).argmin(1)
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon divergence in bits (0 = same proportions, 1 = disjoint)."""
+    p, q = np.asarray(p, float) / np.sum(p), np.asarray(q, float) / np.sum(q)
+    m = (p + q) / 2
+
+    def kl(a, b):
+        nz = a > 0
+        return float((a[nz] * np.log2(a[nz] / b[nz])).sum())
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def ndb(real_counts: np.ndarray, fake_counts: np.ndarray, alpha: float = 0.05) -> dict:
+    """Two-proportion z-test per bin (pooled variance); NDB = bins whose proportions differ at level alpha."""
+    real_counts, fake_counts = np.asarray(real_counts, float), np.asarray(fake_counts, float)
+    nr, nf = real_counts.sum(), fake_counts.sum()
+    pr, pf = real_counts / nr, fake_counts / nf
+    pooled = (real_counts + fake_counts) / (nr + nf)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / nr + 1 / nf))
+    z = np.divide(pf - pr, se, out=np.zeros_like(se), where=se > 0)
+    different = np.abs(z) > norm.ppf(1 - alpha / 2)
+    return {"ndb": int(different.sum()), "ndb_over_k": float(different.mean()), "z": z, "different": different,
+            "over": different & (pf > pr), "under": different & (pf < pr), "js": js_divergence(real_counts + 0,
+                                                                                                fake_counts + 0)}
+
+
+def bins_holding(share: float, counts: np.ndarray) -> int:
+    """Fewest bins that together hold at least `share` of the samples."""
+    c = np.sort(np.asarray(counts, float))[::-1]
+    return int(np.searchsorted(np.cumsum(c) / c.sum(), share - 1e-12) + 1)
+
+
+# ----------------------------------------------------------------------------------------- duplicates
+
+
+def duplicate_pairs(features: np.ndarray, threshold: float) -> tuple[int, float]:
+    """(number of pairs closer than threshold, share of samples with such a twin)."""
+    d = prdc.pairwise_distances(features, features)
+    iu = np.triu_indices(len(features), 1)
+    close = d[iu] <= threshold
+    np.fill_diagonal(d, np.inf)
+    return int(close.sum()), float((d.min(1) <= threshold).mean())
+
+
+def birthday_support(n: int, pairs: int) -> tuple[float, bool]:
+    """Support size from the number of colliding pairs among n uniform draws: E[pairs] = C(n,2)/N.
+
+    Returns (estimate, is_lower_bound): with no collision only N > C(n,2) is known (Arora & Zhang's test
+    says a batch of n with duplicates means a support of about n^2).
+    """
+    total = n * (n - 1) / 2
+    if pairs == 0:
+        return float(total), True
+    return float(total / pairs), False
+
+
+def mean_pairwise_distance(features: np.ndarray) -> float:
+    d = prdc.pairwise_distances(features, features)
+    n = len(features)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def pair_msssim(images: torch.Tensor, pairs: int = 48, seed: int = 0) -> float:
+    """Mean MS-SSIM of random distinct pairs of uint8 NCHW images (higher = less diverse)."""
+    n = len(images)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n, pairs)
+    b = (a + rng.integers(1, n, pairs)) % n
+    x = images.to(torch.float64)
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    vals = ms_ssim(x[torch.as_tensor(a)], x[torch.as_tensor(b)])
+    return float(vals.mean())
+
+
+# ----------------------------------------------------------------------------------------- the battery
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Margins over the real-vs-real baseline where a statistic starts to count (score 0) and where it
+    is unambiguous (score 1). Set by scripts/calibrate_collapse.py on held-out twemoji; see docs/collapse.md."""
+
+    coverage_drop: tuple[float, float] = (0.10, 0.70)  # relative drop of coverage vs the real baseline
+    recall_drop: tuple[float, float] = (0.15, 0.80)  # relative drop of recall
+    js_excess: tuple[float, float] = (0.03, 0.40)  # JS(bits) minus baseline JS
+    ndb_excess: tuple[float, float] = (0.05, 0.60)  # NDB/K minus baseline NDB/K
+    empty_bins: tuple[float, float] = (0.05, 0.50)  # share of real bins receiving no sample, minus baseline
+    duplicate_excess: tuple[float, float] = (0.15, 0.60)  # share of samples with a near-twin, minus baseline
+    diversity_drop: tuple[float, float] = (0.25, 0.65)  # 1 - (fake mean distance / real mean distance)
+    msssim_excess: tuple[float, float] = (0.10, 0.35)  # fake pair MS-SSIM minus real pair MS-SSIM
+    duplicate_radius: float = 0.5  # "near-identical": closer than this x the real median NN distance
+    partial: float = 0.15  # severity from which the verdict is "partial collapse"
+    collapse: float = 0.70  # ... and "collapse"
+    bins: int = 20  # k-means bins for NDB/JS; about n/10 keeps ~10 expected samples per bin at n = 200
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+def _ramp(x: float, lo_hi: tuple[float, float]) -> float:
+    lo, hi = lo_hi
+    if not math.isfinite(x):
+        return 0.0
+    return float(min(1.0, max(0.0, (x - lo) / (hi - lo))))
+
+
+@dataclass
+class RealReference:
+    """Everything about the real set the battery needs, computed once (the watch caches this)."""
+
+    features: np.ndarray  # reference half
+    holdout: np.ndarray  # other half: a "perfect generator" for the baseline
+    centres: np.ndarray
+    counts: np.ndarray  # reference counts per bin
+    nn_median: float  # median nearest-neighbour distance inside the reference half
+    mean_distance: float  # mean pairwise distance inside the real set (reference half)
+    msssim: float | None = None  # mean pair MS-SSIM of real images
+    bins: int = 0
+    seed: int = 0
+    feature_space: str = "handcrafted-v1"
+    baseline: dict = field(default_factory=dict)
+
+
+def build_reference(real_features: np.ndarray, *, bins: int | None = None, seed: int = 0,
+                    real_images: torch.Tensor | None = None, feature_space: str = "handcrafted-v1",
+                    baseline_n: int | None = None,
+                    thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RealReference:
+    """Split real features (seeded) into reference/holdout halves, fit bins, measure the real baseline."""
+    real_features = np.asarray(real_features, dtype=np.float64)
+    n = len(real_features)
+    if n < 20:
+        raise DataError(f"the collapse check needs at least 20 real images; got {n}.")
+    bins = max(2, min(bins or thresholds.bins, n // 10))
+    perm = np.random.default_rng(seed).permutation(n)
+    ref, hold = real_features[perm[: n // 2]], real_features[perm[n // 2:]]
+    centres = kmeans(ref, bins, seed=seed)
+    counts = np.bincount(assign_bins(ref, centres), minlength=bins)
+    d = prdc.pairwise_distances(ref, ref)
+    np.fill_diagonal(d, np.inf)
+    nn_median = float(np.median(d.min(1)))
+    np.fill_diagonal(d, 0)
+    mean_dist = float(d.sum() / (len(ref) * (len(ref) - 1)))
+    rr = RealReference(ref, hold, centres, counts, nn_median, mean_dist, bins=bins, seed=seed,
+                       feature_space=feature_space)
+    if real_images is not None and len(real_images) >= 4:
+        rr.msssim = pair_msssim(real_images, seed=seed)
+    rr.baseline = _raw_stats(rr, _resample(hold, min(baseline_n or len(hold), len(hold)), seed), thresholds)
+    return rr
+
+
+def _raw_stats(ref: RealReference, fake: np.ndarray, th: Thresholds) -> dict:
+    k_pr = 3 if min(len(fake), len(ref.features)) > 3 else 1
+    k_dc = 5 if min(len(fake), len(ref.features)) > 5 else 1
+    pr = prdc.precision_recall(ref.features, fake, k_pr)
+    dc = prdc.density_coverage(ref.features, fake, k_dc)
+    fake_counts = np.bincount(assign_bins(fake, ref.centres), minlength=ref.bins)
+    t = ndb(ref.counts, fake_counts)
+    pairs, dup_share = duplicate_pairs(fake, th.duplicate_radius * ref.nn_median)
+    support, lower = birthday_support(len(fake), pairs)
+    return {
+        "n": int(len(fake)),
+        "precision": pr["precision"], "recall": pr["recall"], "density": dc["density"], "coverage": dc["coverage"],
+        "ndb": t["ndb"], "ndb_over_k": t["ndb_over_k"], "js": t["js"],
+        "empty_bins": float((fake_counts == 0).mean()),
+        "bins_for_half": bins_holding(0.5, fake_counts), "real_bins_for_half": bins_holding(0.5, ref.counts),
+        "top_bin_share": float(fake_counts.max() / fake_counts.sum()),
+        "duplicate_pairs": pairs, "duplicate_rate": dup_share,
+        "support_estimate": support, "support_is_lower_bound": lower,
+        "mean_distance": mean_pairwise_distance(fake),
+        "fake_counts": fake_counts,
+    }
+
+
+@dataclass
+class Verdict:
+    verdict: str  # healthy | partial collapse | collapse
+    severity: float  # 0-1
+    reasons: list[str]
+    stats: dict
+    baseline: dict
+    scores: dict  # per-signal 0-1 evidence
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        for part in ("stats", "baseline"):
+            d[part] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d[part].items()}
+        return d
+
+
+def assess(ref: RealReference, fake_features: np.ndarray, fake_images: torch.Tensor | None = None, *,
+           thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Verdict:
+    """Run the battery on fake features (and images, for MS-SSIM) against a RealReference."""
+    th = thresholds
+    fake = np.asarray(fake_features, dtype=np.float64)
+    if len(fake) < 10:
+        raise DataError(f"the collapse check needs at least 10 generated samples; got {len(fake)}.")
+    if not np.isfinite(fake).all():
+        raise DataError("generated-sample features contain NaN or inf; the generator produced invalid images.")
+    s = _raw_stats(ref, fake, th)
+    base = dict(ref.baseline)
+    n_base = min(len(fake), len(ref.holdout))
+    if base.get("n") != n_base:  # the baseline must be measured at the same sample size (as far as it can)
+        base = _raw_stats(ref, _resample(ref.holdout, n_base, ref.seed), th)
+    s["diversity_ratio"] = s["mean_distance"] / ref.mean_distance
+    base["diversity_ratio"] = base["mean_distance"] / ref.mean_distance
+    if fake_images is not None and ref.msssim is not None and len(fake_images) >= 4:
+        s["msssim"], base["msssim"] = pair_msssim(fake_images, seed=ref.seed), ref.msssim
+
+    def rel_drop(key):
+        return (base[key] - s[key]) / base[key] if base[key] > 0 else 0.0
+
+    scores = {
+        "coverage": _ramp(rel_drop("coverage"), th.coverage_drop),
+        "recall": _ramp(rel_drop("recall"), th.recall_drop),
+        "js": _ramp(s["js"] - base["js"], th.js_excess),
+        "ndb": _ramp(s["ndb_over_k"] - base["ndb_over_k"], th.ndb_excess),
+        "empty_bins": _ramp(s["empty_bins"] - base["empty_bins"], th.empty_bins),
+        "duplicates": _ramp(s["duplicate_rate"] - base["duplicate_rate"], th.duplicate_excess),
+        "diversity": _ramp(1 - s["diversity_ratio"] / max(base["diversity_ratio"], 1e-12), th.diversity_drop),
+    }
+    if "msssim" in s:
+        scores["msssim"] = _ramp(s["msssim"] - s_base_msssim(base), th.msssim_excess)
+    quality_only = scores["coverage"] > 0 and not any(scores[k] for k in ("recall", "js", "ndb", "empty_bins"))
+    if quality_only:  # coverage also falls when samples sit off the real manifold (blur, noise): not collapse
+        scores["coverage_discounted"] = scores.pop("coverage")
+        scores["coverage"] = 0.0
+    severity = _severity(scores)
+    verdict = "collapse" if severity >= th.collapse else "partial collapse" if severity >= th.partial else "healthy"
+    reasons = _reasons(s, base, scores, ref) if verdict != "healthy" else []
+    if verdict == "healthy":
+        reasons = [f"samples spread over the real data like real images do: coverage {s['coverage']:.2f} "
+                   f"(real {base['coverage']:.2f}), {s['bins_for_half']} of {ref.bins} bins hold half the samples "
+                   f"(real {base['bins_for_half']}), {100 * s['duplicate_rate']:.0f}% near-duplicates."]
+        if quality_only:
+            reasons.append(f"coverage is lower than for real images ({s['coverage']:.2f} against "
+                           f"{base['coverage']:.2f}) while recall and the bin proportions match the real data: "
+                           "samples sit off the real images (a quality problem), not on too few of them.")
+    return Verdict(verdict, round(severity, 4), reasons, s, base, {k: round(v, 4) for k, v in scores.items()})
+
+
+def s_base_msssim(base: dict) -> float:
+    return base.get("msssim", 0.0) or 0.0
+
+
+def _resample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 1)
+    return x[np.sort(rng.choice(len(x), n, replace=False))]
+
+
+def _severity(scores: dict) -> float:
+    """Two families of evidence: where samples go (modes) and how alike they are (duplicates).
+
+    Modes: the mean of the three strongest of five signals, so one noisy statistic alone cannot raise an
+    alarm. Sameness: the mean of its signals (duplicates, feature diversity, MS-SSIM when images are
+    given), so near-duplicates alone give a partial verdict and full collapse needs all of them.
+    Severity is the stronger family.
+    """
+    modes = sorted((scores[k] for k in ("coverage", "recall", "js", "ndb", "empty_bins")), reverse=True)
+    same = [scores[k] for k in ("duplicates", "diversity", "msssim") if k in scores]
+    return float(min(1.0, max(sum(modes[:3]) / 3, sum(same) / len(same))))
+
+
+def _reasons(s: dict, base: dict, scores: dict, ref: RealReference) -> list[str]:
+    out = []
+    if scores["js"] > 0 or scores["ndb"] > 0 or scores["empty_bins"] > 0:
+        share = 100 * np.sort(s["fake_counts"])[::-1][: s["bins_for_half"]].sum() / s["fake_counts"].sum()
+        out.append(f"{share:.0f}% of samples fall in {s['bins_for_half']} of {ref.bins} real-data bins "
+                   f"(real images need {base['bins_for_half']}); {s['ndb']} bins differ significantly "
+                   f"(JS divergence {s['js']:.2f} bits, real {base['js']:.2f}).")
+    if scores["empty_bins"] > 0:
+        out.append(f"{100 * s['empty_bins']:.0f}% of the real-data bins receive no sample at all "
+                   f"(real images leave {100 * base['empty_bins']:.0f}% empty): modes are missing.")
+    if scores["coverage"] > 0 or scores["recall"] > 0:
+        out.append(f"samples reach {100 * s['coverage']:.0f}% of real neighbourhoods (coverage; real "
+                   f"{100 * base['coverage']:.0f}%) and recall is {s['recall']:.2f} (real {base['recall']:.2f}).")
+    if scores["duplicates"] > 0:
+        sup = f"more than {s['support_estimate']:.0f}" if s["support_is_lower_bound"] else \
+            f"about {s['support_estimate']:.0f}"
+        out.append(f"{100 * s['duplicate_rate']:.0f}% of samples have a near-identical twin (real "
+                   f"{100 * base['duplicate_rate']:.0f}%); a birthday-paradox estimate puts the number of distinct "
+                   f"outputs at {sup}.")
+    if scores["diversity"] > 0:
+        out.append(f"samples differ from each other {100 * (1 - s['diversity_ratio']):.0f}% less than real "
+                   f"images do (mean pairwise feature distance).")
+    if scores.get("msssim", 0) > 0:
+        out.append(f"sample pairs are structurally alike: MS-SSIM {s['msssim']:.2f} against {base['msssim']:.2f} "
+                   "for real pairs.")
+    return out
+
+
+def check_collapse(real_features: np.ndarray, fake_features: np.ndarray, *, real_images=None, fake_images=None,
+                   bins: int | None = None, seed: int = 0, thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                   feature_space: str = "handcrafted-v1") -> Verdict:
+    """One-shot battery: build the real reference and assess the fake set against it."""
+    ref = build_reference(real_features, bins=bins, seed=seed, real_images=real_images, feature_space=feature_space,
+                          baseline_n=len(fake_features), thresholds=thresholds)
+    return assess(ref, fake_features, fake_images, thresholds=thresholds)

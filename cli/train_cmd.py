@@ -78,6 +78,10 @@ def train(
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="Channels-last memory."),
     force: bool = typer.Option(False, help="Delete an existing run in --out and start again."),
     dry_run: bool = typer.Option(False, help="Print the resolved configuration and exit."),
+    watch: bool = typer.Option(True, "--watch/--no-watch", help="Check for mode collapse during training."),
+    watch_every: int = typer.Option(500, "--watch-every", min=1, help="Steps between collapse checks."),
+    on_collapse: str = typer.Option("warn", "--on-collapse", help="warn, stop, or rollback (to the last healthy "
+                                    "checkpoint, with a remedy)."),
 ) -> None:
     """Train a GAN. Checkpoints go to OUT/checkpoints, sample grids to OUT/samples."""
     if resume is None and data is None:
@@ -110,6 +114,8 @@ def train(
         style_mixing=style_mixing,
     )
     cfg.validate()
+    if on_collapse not in ("warn", "stop", "rollback"):
+        raise UserError(f"--on-collapse must be warn, stop or rollback, not {on_collapse!r}.")
     if dry_run:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         return
@@ -118,7 +124,12 @@ def train(
 
     reporter = Reporter()
     try:
-        result = run_training(cfg, resume=resume is not None, force=force, reporter=reporter)
+        collapse_watch = None
+        if watch:
+            from ganplug.train.watch import CollapseWatch, WatchSettings
+
+            collapse_watch = CollapseWatch.for_config(cfg, WatchSettings(every=watch_every, on_collapse=on_collapse))
+        result = run_training(cfg, resume=resume is not None, force=force, reporter=reporter, watch=collapse_watch)
     except KeyboardInterrupt:
         reporter.console.print(f"interrupted; a checkpoint was saved. Continue with `ganplug train --resume {out}`.")
         raise typer.Exit(130) from None

@@ -13,7 +13,9 @@ otherwise one-sided label smoothing), and says what it did.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,7 +76,13 @@ class CollapseWatch:
         def load() -> torch.Tensor:
             from ganplug.data import load_training_data
 
-            ds = load_training_data(cfg.data, size=cfg.size, background=cfg.background, progress=False)
+            data, size, background = cfg.data, cfg.size, cfg.background
+            saved = Path(cfg.out) / "config.json"
+            if saved.is_file():  # a resumed run trains on its own saved settings
+                train = json.loads(saved.read_text()).get("train", {})
+                data, size = train.get("data", data), train.get("size", size)
+                background = train.get("background", background)
+            ds = load_training_data(data, size=size, background=background, progress=False)
             rng = np.random.default_rng(settings.seed)
             idx = np.sort(rng.choice(len(ds), min(settings.real, len(ds)), replace=False))
             arr = np.asarray(ds.images[idx])  # N,H,W,C uint8

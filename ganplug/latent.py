@@ -9,7 +9,7 @@ fading out over the first 75%, is added to w to explore; the noise maps are kept
 variance and penalised for spatial autocorrelation at several scales so they cannot encode the image.
 The image distance is LPIPS-VGG16 when those weights are present locally (see
 ganplug.eval.features.weights), otherwise pixel L1 plus (1 - MS-SSIM); the result says which.
-Generators without a w space (DCGAN) are projected in z, starting at 0, without noise maps.
+Generators without a w space (DCGAN) are projected in z, starting from the best of 16 random draws.
 """
 
 from __future__ import annotations
@@ -262,7 +262,11 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 500, lr: float = 0.1, 
         params = [latent, *noise_bufs.values()]
     else:
         w_std = 1.0
-        latent = torch.zeros(1, G.z_dim, device=device, requires_grad=True)
+        # z = 0 can be a dead point (bias-free layers, ReLU at 0): start from the best of a few draws.
+        with torch.no_grad():
+            cands = torch.randn(16, G.z_dim, device=device)
+            scores = torch.stack([dist(G(c[None]).float()) for c in cands])
+        latent = cands[int(scores.argmin())][None].clone().requires_grad_(True)
         params = [latent]
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
 

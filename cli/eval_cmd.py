@@ -48,6 +48,12 @@ def register(app: typer.Typer) -> None:
         ppl_sampling: str = typer.Option("end", "--ppl-sampling", help="end or full."),
         save_stats: Path = typer.Option(None, "--save-stats", help="Write FAKE's Inception mu/sigma (.npz)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the real-feature cache."),
+        collapse: bool = typer.Option(True, "--collapse/--no-collapse",
+                                      help="Mode-collapse verdict and memorisation check (needs REAL images)."),
+        collapse_n: int = typer.Option(500, "--collapse-n", min=10, help="Samples for the collapse check."),
+        report_out: Path = typer.Option(None, "--report", help="Write a self-contained HTML report here."),
+        all_checkpoints: bool = typer.Option(False, "--all-checkpoints",
+                                             help="With a run folder: judge every checkpoint, mark the best."),
     ) -> None:
         """Score a generator or image set against real images; network-free metrics always run."""
         from ganplug.eval.evaluate import evaluate
@@ -55,8 +61,15 @@ def register(app: typer.Typer) -> None:
 
         if pr_features not in ("auto", "inception", "handcrafted"):
             raise WeightsError(f"--pr-features must be auto, inception or handcrafted, not {pr_features!r}.")
+        do_collapse = (collapse or report_out is not None) and real is not None and real.suffix != ".npz"
+        if report_out is not None and not do_collapse:
+            raise WeightsError("--report needs --real with real images (a folder or prepared dataset).")
+        for out_path in (json_out, report_out):
+            if do_collapse and out_path is not None and out_path.exists() and not force:
+                raise WeightsError(f"{out_path} exists; pass --force to overwrite it or choose another path.")
         result = evaluate(
-            fake, real, json_path=json_out, force=force, metrics=metrics, n=n, precision=precision, device=device,
+            fake, real, json_path=None if do_collapse else json_out,
+            force=force, metrics=metrics, n=n, precision=precision, device=device,
             weights_dir=str(weights_dir) if weights_dir else None, allow_unverified_weights=allow_unverified,
             fid_mode=fid_mode, batch_size=batch_size, seed=seed, truncation=truncation,
             kid_subset_size=kid_subset_size, pr_features=pr_features, ppl_samples=ppl_samples, ppl_space=ppl_space,
@@ -68,5 +81,26 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{name:7s} skipped: {reason}")
         for note in result["fake"]["notes"] + (result["real"] or {}).get("notes", []) + result["notes"]:
             typer.echo(f"note: {note}")
+        if do_collapse:
+            from ganplug.eval import report
+            from ganplug.eval.evaluate import write_json
+
+            content = report.analyse(fake, real, n=min(n, collapse_n), seed=seed, all_checkpoints=all_checkpoints,
+                                     truncation=truncation)
+            result.update({k: v for k, v in report.public(content).items() if k not in result})
+            v = content["collapse"]
+            typer.echo(f"verdict {v['verdict']} (severity {v['severity']:.2f})")
+            for reason in v["reasons"]:
+                typer.echo(f"        {reason}")
+            mem = content["memorisation"]
+            typer.echo(f"copies  {100 * mem['rate']:.1f}% of {mem['samples']} samples are near-copies of REAL images")
+            for row in content.get("checkpoints", []):
+                typer.echo(f"        {row['checkpoint']}: {row['verdict']} (severity {row['severity']:.2f}, coverage "
+                           f"{row['coverage']:.2f}){'  <- best' if row['best'] else ''}")
+            if report_out is not None:
+                report.write_report(report_out, content, result["metrics"], force=True)
+                typer.echo(f"wrote {report_out}")
+            if json_out:
+                write_json(json_out, result)
         if json_out:
             typer.echo(f"wrote {json_out}")

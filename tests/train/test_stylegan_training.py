@@ -171,3 +171,14 @@ def test_transfer_init_from_another_resolution(grad_dir, tmp_path):
     for k in ("D.blocks.b32.conv0.weight", "D.blocks.b16.conv1.weight", "D.epilogue.fc.weight"):
         torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0, msg=k)
     assert "D.blocks.b32.fromrgb.weight" not in b
+
+
+def test_g_update_leaves_d_trainability_as_it_was():
+    s = _step(_cfg(r1_gamma=0.0))
+    s.D.blocks[0].requires_grad_(False)  # Freeze-D on the first block
+    frozen = [n for n, p in s.D.named_parameters() if not p.requires_grad]
+    before = {n: p.detach().clone() for n, p in s.D.named_parameters()}
+    s(_reals(), 0)
+    assert [n for n, p in s.D.named_parameters() if not p.requires_grad] == frozen
+    for n, p in s.D.named_parameters():
+        assert torch.equal(p, before[n]) == (n in frozen), n  # frozen stay, the rest trained

@@ -48,9 +48,15 @@ class Snapshot:
         self.states = [copy.deepcopy(p.state_dict()) for p in self.parts]
         self.step, self.rng = step, {f"rng.{k}": v for k, v in _rng_state(self.runtime).items()}
 
-    def restore(self) -> int:
+    def restore(self, keep_lr: tuple[torch.optim.Optimizer, ...] = ()) -> int:
+        """Go back to the captured state; `keep_lr` optimisers keep their current learning rates, so
+        reductions made after earlier rollbacks compound instead of being undone."""
+        lrs = [[g["lr"] for g in opt.param_groups] for opt in keep_lr]
         for part, state in zip(self.parts, self.states, strict=True):
             part.load_state_dict(copy.deepcopy(state))
+        for opt, group_lrs in zip(keep_lr, lrs, strict=True):
+            for g, lr in zip(opt.param_groups, group_lrs, strict=True):
+                g["lr"] = lr
         _set_rng_state(self.runtime, self.rng)
         return self.step
 
@@ -243,7 +249,8 @@ def train(
         recalibrate_batchnorm(G_ema, G.z_dim, runtime.device, autocast=runtime.autocast)
         return ckpt.save_training_checkpoint(
             run_dir, step=step, G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, rng=_rng_state(runtime),
-            meta={**meta_base, "step_state": step_fn.state_dict(), "nimg": step * cfg.batch},
+            # the run config is re-read at each save: a remedy may have changed it since the start
+            meta={**meta_base, "train": cfg.to_dict(), "step_state": step_fn.state_dict(), "nimg": step * cfg.batch},
             keep=cfg.keep_checkpoints,
         )
 
@@ -285,7 +292,7 @@ def train(
                         f"learning rates (now {lrs}). The last good checkpoint is in {run_dir}/checkpoints; "
                         "try --loss hinge or a lower --lr-d."
                     )
-                step = good.restore()
+                step = good.restore(keep_lr=(opt_G, opt_D))
                 for opt in (opt_G, opt_D):
                     for group in opt.param_groups:
                         group["lr"] *= 0.5
@@ -325,7 +332,7 @@ def train(
                         result.stop_reason = why
                         break
                     if watch.on_collapse == "rollback":
-                        step = good.restore()
+                        step = good.restore(keep_lr=(opt_G, opt_D))
                         change = watch.remedy(step_fn, opt_G, opt_D)
                         event = {"event": "collapse_rollback", "restored_step": step, "remedy": change,
                                  "reasons": verdict.reasons}

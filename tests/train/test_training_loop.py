@@ -239,3 +239,10 @@ def test_watch_stop_ends_training_with_the_reason(tmp_path, shapes_dir):
     result = train(tiny_config(shapes_dir, tmp_path / "r", steps=6, ckpt_every=2), watch=_FlagOnce("stop", 4))
     assert result.stopped_early and result.step == 4 and "test says so" in result.stop_reason
     assert ckpt.read_meta(ckpt.resolve_checkpoint(tmp_path / "r"))["step"] == 4
+
+
+def test_consecutive_nonfinite_losses_keep_halving(tmp_path, shapes_dir, monkeypatch):
+    _with_nans(monkeypatch, {5, 6})  # two bad attempts in a row at step 5, then training recovers
+    result = train(tiny_config(shapes_dir, tmp_path / "r", steps=6, ckpt_every=2, lr_g=1e-3, lr_d=1e-3))
+    meta = ckpt.read_meta(result.checkpoint)
+    assert meta["optimizers"]["opt_D"]["param_groups"][0]["lr"] == pytest.approx(2.5e-4)

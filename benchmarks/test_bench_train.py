@@ -24,6 +24,7 @@ from ganplug.models import build_models, config_from_dict
 from ganplug.sampling import generate_all
 from ganplug.train.batches import BatchSource
 from ganplug.train.config import TrainConfig
+from ganplug.train.loop import make_adam
 from ganplug.train.steps import ClassicStep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,8 +57,8 @@ def _ganplug_step(dataset: ImageDataset, precision: str, channels_last: bool):
     torch.manual_seed(0)
     G, D, _ = build_models("dcgan", config_from_dict("dcgan", {"size": SIZE}))
     rt.prepare_module(G), rt.prepare_module(D)
-    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_G = make_adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = make_adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     step = ClassicStep(G, D, opt_G, opt_D, cfg, rt)
     batches = BatchSource(dataset, BATCH, seed=0, mirror=True, runtime=rt)
     counter = itertools.count()

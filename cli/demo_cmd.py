@@ -44,7 +44,7 @@ def demo(
     run_dir = _free_name(out)
     cfg = TrainConfig(data=str(data), out=str(run_dir), arch="dcgan", size=64, steps=1_000_000, batch=batch,
                       sample_every=100, ckpt_every=500, max_seconds=minutes * 60, device=device, precision=precision,
-                      ema_kimg=2.0)
+                      ema_kimg=2.0, model={"base_channels": 32})  # 4x fewer FLOPs: ~4x the steps in the budget
     reporter = RichReporter()
     reporter.console.print(f"ganplug demo: {minutes:g} minutes of DCGAN training on {len(list(data.glob('*.png')))} "
                            "Twemoji images (CC-BY 4.0, (c) Twitter, Inc and other contributors)")

@@ -60,7 +60,7 @@ class Server:
         supports = S.Supports(
             generate=not spec.image_to_image, truncation=not spec.image_to_image,
             variations=not spec.image_to_image, interpolate=not spec.image_to_image,
-            style_mix=spec.style_based, translate=spec.image_to_image, project=spec.style_based and _has_projection(),
+            style_mix=spec.style_based, translate=spec.image_to_image, project=spec.style_based,
         )
         return S.ModelInfo(name=entry.name, arch=spec.arch, size=spec.size, channels=spec.channels, z_dim=spec.z_dim,
                            step=entry.step, loaded=self.cache.is_loaded(entry), supports=supports)
@@ -75,14 +75,6 @@ class Server:
             return runner(Work(entry.name, loaded, self.runtime, self.settings, ctx), req)
 
         return self.jobs.submit(kind, work)
-
-
-def _has_projection() -> bool:
-    try:
-        from ganplug import latent
-    except ImportError:
-        return False
-    return hasattr(latent, "project")
 
 
 def job_info(job, with_result: bool = True) -> S.JobInfo:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ganplug.checkpoint import LoadedModel
 from ganplug.device import Runtime
@@ -176,30 +177,24 @@ def run_project(work: Work, req: S.ProjectRequest) -> S.ImagesResponse:
         raise ApiError(422, "not_supported",
                        f"model {work.model_name!r} ({spec.arch}) does not support projection: finding an image in "
                        "latent space needs a style-based model.")
-    try:
-        from ganplug import latent  # written alongside the style-based family
-    except ImportError:
-        raise ApiError(422, "not_supported",
-                       "this ganplug build has no projection (ganplug.latent is missing).") from None
-    project = getattr(latent, "project", None)
-    if project is None:
-        raise ApiError(422, "not_supported", "this ganplug build has no projection function.")
+    from ganplug.latent import project
+
     t0 = time.perf_counter()
     img = decode_upload(req.image, work.settings.max_upload_bytes, work.settings.max_upload_pixels)
     mode = "RGBA" if spec.channels == 4 else "RGB"
-    arr = np.asarray(img.convert(mode).resize((spec.size, spec.size)), dtype=np.uint8)
-    target = torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
+    arr = np.asarray(img.convert(mode).resize((spec.size, spec.size), Image.LANCZOS), dtype=np.uint8)
+    target = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # uint8 [C, H, W]
 
-    def on_step(step: int, total: int, *_) -> None:
-        work.ctx.progress(step / max(1, total), f"projecting: step {step}/{total}")
+    def on_step(step: int, loss: float) -> None:  # also where a cancelled job stops
+        work.ctx.progress((step + 1) / req.steps, f"projecting: step {step + 1}/{req.steps}, loss {loss:.4f}")
 
-    result = project(work.loaded.G, target, steps=req.steps, seed=req.seed, progress=on_step)
-    ws = result.ws if hasattr(result, "ws") else result
-    labels = [{"label": f"{work.model_name} projection"}]
-    G = work.loaded.G
-    images = _render(work, ws[-1:] if ws.dim() == 3 else ws[None], req, labels,
-                     g_call=lambda w: G.synthesis(w, noise_mode="const"))
-    return _response(work, "project", req, images, t0)
+    result = project(work.loaded.G, target, steps=req.steps, seed=req.seed, device=work.runtime.device,
+                     progress=on_step)
+    w, h = output_size(req, spec.size, 1, work.settings)
+    out = resize(result.image.permute(1, 2, 0).numpy(), w, h, periodic=False)
+    images = [S.ImageOut(png=b64(png_bytes(out)), width=w, height=h,
+                         label=f"{work.model_name} projection ({result.loss_name})")]
+    return _response(work, "project", req, images, t0, loss=result.losses[-1], loss_note=result.loss_note)
 
 
 RUNNERS: dict[str, Callable[[Work, S._Output], S.ImagesResponse]] = {

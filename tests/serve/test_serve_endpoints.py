@@ -141,3 +141,18 @@ def test_unsupported_operations_are_clear_4xx(client, kind, body, sentence):
 def test_page_is_served(client):
     r = client.get("/")
     assert r.status_code == 200 and "<title>ganplug</title>" in r.text and "/v1/jobs/" in r.text
+
+
+def test_project_finds_a_generated_image_again(client, style_run):
+    """Project the model's own image of seed 5: the projection is closer to it than to other seeds' images."""
+    import base64
+
+    target = client.post("/v1/generate", json={"model": "style32", "seeds": [5, 6, 7]}).json()["images"]
+    body = client.post("/v1/project", json={"model": "style32", "image": target[0]["png"], "steps": 60}).json()
+    (img,) = body["images"]
+    assert (img["width"], img["height"]) == (32, 32) and base64.b64decode(img["png"])[:4] == b"\x89PNG"
+    got = decode(img).astype(float)
+    d_self = np.abs(got - decode(target[0])).mean()
+    d_other = min(np.abs(got - decode(t)).mean() for t in target[1:])
+    assert d_self < d_other
+    assert body["params"]["loss"] >= 0

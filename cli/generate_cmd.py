@@ -92,7 +92,7 @@ def generate(
         "truncation": truncation, "noise": noise, "z": "N(0, I) from numpy RandomState(seed)",
         "images": [{"file": nm, "index": k, "seed": s} for k, (nm, s) in enumerate(zip(names, seed_list, strict=True))],
     }
-    from ganplug.checkpoint import atomic_write_bytes
+    from ganplug.atomic import atomic_write_bytes
 
     atomic_write_bytes(sidecar, json.dumps(record, indent=2).encode())
     typer.echo(f"wrote {len(seed_list)} images and {sidecar.name} to {outdir}")

@@ -34,7 +34,7 @@ def mix(
     force: bool = typer.Option(False, help="Overwrite existing output files."),
 ) -> None:
     """Style-mixing grid: rows take the coarse styles (pose, shape), columns the fine ones (colour, detail)."""
-    from ganplug.checkpoint import atomic_write_bytes
+    from ganplug.atomic import atomic_write_bytes
     from ganplug.latent import parse_styles, style_mixing_grid
     from ganplug.sampling import make_grid, parse_seeds, save_image_atomic
 
@@ -83,7 +83,7 @@ def project(
     from rich.progress import Progress
     from safetensors.torch import save as st_save
 
-    from ganplug.checkpoint import atomic_write_bytes
+    from ganplug.atomic import atomic_write_bytes
     from ganplug.latent import load_target
     from ganplug.latent import project as run_projection
     from ganplug.sampling import save_animation, save_image_atomic, to_pil

@@ -308,7 +308,7 @@ border:2px solid #ddd}.pairs figure.copy{border-color:#c0392b}figcaption{font-si
 
 
 def write_report(path: Path, report: dict, metrics: dict | None = None, *, force: bool = False) -> Path:
-    from ganplug.checkpoint import atomic_write_bytes
+    from ganplug.atomic import atomic_write_bytes
 
     path = Path(path)
     if path.exists() and not force:

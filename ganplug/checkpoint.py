@@ -8,11 +8,8 @@ lazily by name). Files are written to a temporary name, fsynced and renamed, and
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from ganplug import __version__
+from ganplug.atomic import atomic_write_bytes
 from ganplug.errors import CheckpointError, UserError
 from ganplug.models import build_models, config_from_dict
 from ganplug.models.registry import ModelSpec
@@ -33,53 +31,6 @@ META_KEY = "ganplug"
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)\.safetensors$")
-
-
-# ----------------------------------------------------------------------------- atomic files
-
-
-def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
-    """Write `data` to `path` so that `path` is either the old file or the complete new one.
-
-    A failure (disk full, kill) leaves at most a stray `.tmp` file, which is removed where possible.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            view = memoryview(data)
-            chunk = 8 << 20
-            for start in range(0, len(view), chunk):
-                f.write(view[start : start + chunk])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            raise UserError(
-                f"could not write {path}: {os.strerror(e.errno)}. The previous checkpoint is intact; "
-                "free some disk space and resume with --resume."
-            ) from e
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- writing

@@ -140,7 +140,7 @@ def save_image_atomic(img: Image.Image, path: Path, **save_kwargs) -> None:
     """Save a PIL image via a temp file and rename, so an existing file is never half-overwritten."""
     import io
 
-    from ganplug.checkpoint import atomic_write_bytes
+    from ganplug.atomic import atomic_write_bytes
 
     path = Path(path)
     buf = io.BytesIO()

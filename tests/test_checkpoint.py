@@ -131,7 +131,9 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(ckpt.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    import ganplug.atomic
+
+    monkeypatch.setattr(ganplug.atomic.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
     with pytest.raises(UserError, match="No space left"):
         _save(tmp_path, 2)
     monkeypatch.undo()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ganplug.atomic import atomic_write
 
 
 def default_cache_dir() -> Path:
@@ -24,20 +25,6 @@ def default_cache_dir() -> Path:
 
 def cache_key(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class FeatureCache:
@@ -60,5 +47,5 @@ class FeatureCache:
     def save(self, key: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
         if not self.enabled:
             return
-        _atomic_write(self.root / f"{key}.npz", lambda f: np.savez(f, **arrays))
-        _atomic_write(self.root / f"{key}.json", lambda f: f.write(json.dumps(meta, indent=2, default=str).encode()))
+        atomic_write(self.root / f"{key}.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(self.root / f"{key}.json", lambda f: f.write(json.dumps(meta, indent=2, default=str).encode()))

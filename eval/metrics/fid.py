@@ -97,21 +97,11 @@ def fid_from_features(fake: np.ndarray, real: np.ndarray, device="cpu") -> float
 
 def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> Path:
     """Write `mu`/`sigma` as .npz (the clean-fid / pytorch-fid format), atomically."""
-    import os
-    import tempfile
+    from ganplug.atomic import atomic_write
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda f: np.savez_compressed(f, mu=np.asarray(mu, np.float64),
+                                                     sigma=np.asarray(sigma, np.float64)))
     return path
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ganplug import __version__
+from ganplug.atomic import fsync_dir
 from ganplug.data.augment_offline import augment_copy, copy_rng
 from ganplug.data.dataset import ARRAY_NAME, FORMAT, META_NAME, PAIRS_NAME, is_prepared_dataset
 from ganplug.data.decode import ImageReadError, apply_background, open_image
@@ -237,19 +238,6 @@ def _write_json(path: Path, obj: Any) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class _SplitWriter:
     """images.npy (+ pairs_a.npy) of one split, created on the first row."""
 
@@ -406,7 +394,7 @@ def _install(tmp: Path, out: Path) -> None:
         if old is not None:
             os.rename(old, out)
         raise
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
     if old is not None:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
@@ -483,7 +471,7 @@ def prepare_dataset(
         meta["source"] = {"path": str(src.resolve()), "hash": src_hash, "hash_method": opts.hash}
         _write_json(tmp / META_NAME, meta)
         _write_json(tmp / REPORT_NAME, report)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         _install(tmp, out)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)

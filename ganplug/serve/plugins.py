@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from ganplug import __version__
-from ganplug.checkpoint import atomic_write_bytes
+from ganplug.atomic import atomic_write_bytes
 from ganplug.errors import UserError
 
 PACKAGES = {"krita": "ganplug_krita", "blender": "ganplug_blender"}

@@ -6,7 +6,7 @@ dicts; tests/plugins checks that every dict they build validates against these m
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -130,7 +130,7 @@ class Version(BaseModel):
     api: str = API_VERSION
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     queued = "queued"
     running = "running"
     done = "done"

@@ -82,7 +82,8 @@ def test_interpolate_gif_has_the_frames(cli_run, tmp_path, capsys):
 def test_interpolate_mp4(cli_run, tmp_path, capsys):
     pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg is an optional extra ([media])")
     mp4 = tmp_path / "morph.mp4"
-    assert run(capsys, "interpolate", cli_run, "--seeds", "1,2", "--frames", "6", "--out", mp4, "--device", "cpu")[0] == 0
+    code, _ = run(capsys, "interpolate", cli_run, "--seeds", "1,2", "--frames", "6", "--out", mp4, "--device", "cpu")
+    assert code == 0
     import imageio.v2 as imageio
 
     with imageio.get_reader(mp4) as r:
@@ -161,7 +162,8 @@ def _bomb_png(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def test_corrupt_files_are_skipped_and_counted(shapes_dir, tmp_path, capsys):

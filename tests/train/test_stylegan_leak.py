@@ -7,6 +7,7 @@ augmented distribution instead would draw some of them sideways or upside down.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ganplug import checkpoint as ckpt
@@ -25,7 +26,16 @@ def orientation(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return down, right
 
 
-def test_augmented_training_does_not_leak_rotations(tmp_path):
+@pytest.fixture
+def one_thread():
+    """Tiny convolutions run faster on one thread, and much faster when other jobs share the cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_augmented_training_does_not_leak_rotations(tmp_path, one_thread):
     data = write_vertical_gradients(tmp_path / "grad", n=64)
     cfg = TrainConfig(
         data=str(data), out=str(tmp_path / "run"), arch="stylegan", size=32, steps=150, batch=16,

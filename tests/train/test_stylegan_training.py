@@ -117,6 +117,15 @@ def test_fixed_augmentation_reaches_d_for_reals_and_fakes():
 # ------------------------------------------------------------------------------ end-to-end with the loop
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny convolutions run faster on one thread, and much faster when other jobs share the cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def grad_dir(tmp_path_factory):
     from tests.train.stylegan_data import write_vertical_gradients
@@ -133,7 +142,7 @@ def _run_cfg(data, out, **kw) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def test_resume_restores_ada_state_exactly(grad_dir, tmp_path, monkeypatch):
+def test_resume_restores_ada_state_exactly(grad_dir, tmp_path, monkeypatch, one_thread):
     # Start ADA at p = 0.3 rather than 0, so that p is non-zero and moving whatever this tiny D says.
     monkeypatch.setattr(stylegan_loss, "AdaController", functools.partial(stylegan_loss.AdaController, p=0.3))
     # Stop at step 3: mid-way through ADA's 4-update interval, so the accumulated signs must survive too.
@@ -154,7 +163,7 @@ def test_resume_restores_ada_state_exactly(grad_dir, tmp_path, monkeypatch):
         torch.testing.assert_close(b[k], a[k], msg=k)
 
 
-def test_transfer_init_from_another_resolution(grad_dir, tmp_path):
+def test_transfer_init_from_another_resolution(grad_dir, tmp_path, one_thread):
     src = train(_run_cfg(grad_dir, tmp_path / "src32", steps=2, ckpt_every=0))
     # A negligible learning rate: after one step the 64 px model still holds what it was initialised with.
     dst = train(_run_cfg(grad_dir, tmp_path / "dst64", size=64, steps=1, ckpt_every=0, lr_g=1e-12, lr_d=1e-12,

@@ -1,9 +1,10 @@
 """Model families: one file each, registered here by name (see registry.py for the contract)."""
 
-from ganplug.models import dcgan, stylegan
+from ganplug.models import dcgan, mlp, stylegan
 from ganplug.models.registry import FAMILIES, ModelSpec, build_models, config_from_dict, get_family, register
 
 register(dcgan.FAMILY)
 register(stylegan.FAMILY)
+register(mlp.FAMILY)
 
 __all__ = ["FAMILIES", "ModelSpec", "build_models", "config_from_dict", "get_family", "register"]

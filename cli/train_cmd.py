@@ -42,8 +42,10 @@ def train(
                              "size, else 64)."),
     steps: int = typer.Option(10_000, help="Generator updates."),
     batch: int = typer.Option(64, help="Images per batch."),
-    lr_g: float = typer.Option(2e-4, help="Generator learning rate (Adam)."),
-    lr_d: float = typer.Option(2e-4, help="Discriminator learning rate (Adam)."),
+    lr_g: float = typer.Option(None, help="Generator learning rate (Adam; dcgan 2e-4, stylegan 0.0025)."),
+    lr_d: float = typer.Option(None, help="Discriminator learning rate (Adam; dcgan 2e-4, stylegan 0.0025)."),
+    beta1: float = typer.Option(None, help="Adam beta1 (dcgan 0.5, stylegan 0)."),
+    beta2: float = typer.Option(None, help="Adam beta2 (dcgan 0.999, stylegan 0.99)."),
     loss: str = typer.Option("nonsat", help=f"Adversarial loss: {', '.join(LOSSES)}."),
     d_steps: int = typer.Option(1, help="Discriminator updates per generator update."),
     label_smoothing: float = typer.Option(0.0, help="One-sided label smoothing: real targets 1-a."),
@@ -58,6 +60,7 @@ def train(
     resume: Path = typer.Option(None, help="Continue this run folder exactly where it stopped."),
     init_from: Path = typer.Option(None, help="Transfer learning: start from this checkpoint's weights."),
     freeze_d: int = typer.Option(0, help="Freeze the first N discriminator blocks (Freeze-D)."),
+    allow_partial: bool = typer.Option(False, help="--init-from: copy the layers that fit even if others differ."),
     z_dim: int = typer.Option(None, help="Latent size (DCGAN default 100)."),
     base_channels: int = typer.Option(None, help="Width of the outermost G/D blocks (DCGAN default 64)."),
     kernel: int = typer.Option(None, help="DCGAN kernel size, 4 or 5."),
@@ -97,6 +100,9 @@ def train(
         raise UserError("--out is required: the folder where the run's checkpoints and samples go.")
     if size is None:
         size = _dataset_size(data) or 64
+    optimiser = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, **TrainConfig.arch_defaults(arch)}
+    optimiser.update({k: v for k, v in (("lr_g", lr_g), ("lr_d", lr_d), ("beta1", beta1), ("beta2", beta2))
+                      if v is not None})
     model_opts = parse_model_options(model)
     for key, value in (("z_dim", z_dim), ("base_channels", base_channels), ("kernel", kernel), ("init", init),
                        ("d_dropout", d_dropout), ("mapping_layers", mapping_layers), ("capacity", capacity)):
@@ -106,9 +112,10 @@ def train(
         model_opts.setdefault("d_norm", "layer")  # WGAN-GP's per-sample penalty and BatchNorm do not mix
     cfg = TrainConfig(
         data=str(data) if data is not None else "", out=str(out), arch=arch, size=size, steps=steps, batch=batch,
-        lr_g=lr_g, lr_d=lr_d, loss=loss, d_steps=d_steps, label_smoothing=label_smoothing, label_noise=label_noise,
+        **optimiser, loss=loss, d_steps=d_steps, label_smoothing=label_smoothing, label_noise=label_noise,
         ema_kimg=ema_kimg, seed=seed, mirror=mirror, background=background, sample_every=sample_every,
         ckpt_every=ckpt_every, keep_checkpoints=keep_checkpoints, init_from=str(init_from or ""), freeze_d=freeze_d,
+        allow_partial=allow_partial,
         device=device, precision=precision, channels_last=channels_last, model=model_opts,
         aug=aug, aug_p=aug_p, aug_ops=aug_ops, ada_target=ada_target, r1_gamma=r1_gamma, pl_weight=pl_weight,
         style_mixing=style_mixing,

@@ -9,6 +9,11 @@ from ganplug.errors import UserError
 
 LOSSES = ("nonsat", "hinge", "wgan-gp")
 
+# StyleGAN2(-ADA): Adam lr 0.0025 with betas (0, 0.99); DCGAN: lr 2e-4, betas (0.5, 0.999).
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "stylegan": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99},
+}
+
 
 @dataclass
 class TrainConfig:
@@ -42,6 +47,7 @@ class TrainConfig:
     max_seconds: float = 0.0  # stop after this wall time (0 = no limit); used by `ganplug demo`
     init_from: str = ""  # transfer learning: weights from this checkpoint, fresh optimisers, step 0
     freeze_d: int = 0  # Freeze-D: keep the first N discriminator blocks fixed
+    allow_partial: bool = False  # --init-from: copy what fits even when some layers have other shapes
     # Differentiable augmentation before D (used by the stylegan step; see ganplug/train/augment.py).
     aug: str = "none"  # none | diffaug (fixed probability aug_p) | ada (adaptive, StyleGAN2-ADA)
     aug_p: float = 0.3  # probability of each op per image with --aug diffaug
@@ -70,6 +76,8 @@ class TrainConfig:
         for name in ("label_smoothing", "label_noise"):
             if not 0.0 <= getattr(self, name) < 0.5:
                 raise UserError(f"--{name.replace('_', '-')} must be in [0, 0.5).")
+        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
+            raise UserError(f"Adam betas must be in [0, 1): got --beta1 {self.beta1}, --beta2 {self.beta2}.")
         if self.d_steps < 1:
             raise UserError("--d-steps must be at least 1.")
         if self.aug not in ("none", "diffaug", "ada"):
@@ -82,6 +90,11 @@ class TrainConfig:
             raise UserError(f"--style-mixing must be in [0, 1], not {self.style_mixing}.")
         if self.freeze_d < 0:
             raise UserError("--freeze-d must be 0 or more.")
+
+    @staticmethod
+    def arch_defaults(arch: str) -> dict[str, Any]:
+        """Optimiser settings each family's paper trains with (DCGAN's are the field defaults above)."""
+        return ARCH_DEFAULTS.get(arch, {})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

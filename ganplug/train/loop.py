@@ -161,8 +161,13 @@ def _freeze_d(D: torch.nn.Module, n: int) -> None:
         block.requires_grad_(False)
 
 
-def _init_from(path: str, arch: str, G, D, G_ema) -> Path:
-    """Transfer learning: copy every tensor whose name and shape match; the rest stay initialised."""
+def _init_from(path: str, arch: str, G, D, G_ema, allow_partial: bool = False) -> tuple[Path, list[str]]:
+    """Transfer learning: copy every tensor whose name and shape match.
+
+    Layers the source lacks (a new resolution's blocks) start fresh and are reported. A layer present in
+    both with another shape is a mismatch: refused, naming the layers, unless `allow_partial`.
+    Returns the checkpoint used and notes for the user.
+    """
     src = ckpt.resolve_checkpoint(path)
     meta = ckpt.read_meta(src)
     if meta.get("arch") != arch:
@@ -171,16 +176,27 @@ def _init_from(path: str, arch: str, G, D, G_ema) -> Path:
             f"use --arch {meta.get('arch')} or another checkpoint."
         )
     tensors = ckpt.read_tensors(src, ("G.", "D.", "G_ema."))
+    notes: list[str] = []
     for prefix, module in (("G", G), ("D", D), ("G_ema", G_ema)):
         state = ckpt.strip_prefix(tensors, prefix)
         own = module.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        mismatched = [f"{prefix}.{k} {tuple(state[k].shape)} -> {tuple(own[k].shape)}"
+                      for k in own if k in state and own[k].shape != state[k].shape]
+        if mismatched and not allow_partial:
+            shown = "; ".join(mismatched[:8]) + (f" (+{len(mismatched) - 8} more)" if len(mismatched) > 8 else "")
+            raise CheckpointError(
+                f"--init-from {src}: {len(mismatched)} layer(s) have other shapes in this model: {shown}. "
+                "Pass --allow-partial to copy only the layers that fit and initialise the rest afresh."
+            )
         if not fitting:
             raise CheckpointError(f"--init-from {src}: no {prefix} layer fits this model (different size or widths).")
+        fresh = [k for k in own if k not in fitting]
+        if prefix != "G_ema" and fresh:
+            notes.append(f"{prefix}: {len(fitting)} tensors copied, {len(fresh)} initialised afresh")
         own.update(fitting)
         module.load_state_dict(own)
-    return src
-
+    return src, notes
 
 def train(
     cfg: TrainConfig,
@@ -213,7 +229,9 @@ def train(
     torch.manual_seed(cfg.seed)
     G, D, spec = build_models(cfg.arch, model_cfg)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    init_src = _init_from(cfg.init_from, cfg.arch, G, D, G_ema) if cfg.init_from and not resume else None
+    init_src, init_notes = None, []
+    if cfg.init_from and not resume:
+        init_src, init_notes = _init_from(cfg.init_from, cfg.arch, G, D, G_ema, cfg.allow_partial)
     if cfg.freeze_d:
         _freeze_d(D, cfg.freeze_d)
     for m in (G, D, G_ema):
@@ -268,6 +286,8 @@ def train(
             "run": str(run_dir)}
     if reporter:
         reporter.start(cfg.steps, start, info)
+        for note in init_notes:
+            reporter.message(f"--init-from {init_src.name}: {note}")
     result = TrainResult(run_dir=run_dir, step=start, checkpoint=resume_from or Path())
     t_start = time.perf_counter()
     data_time = 0.0

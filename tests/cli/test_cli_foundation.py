@@ -225,3 +225,13 @@ def test_prep_then_train_takes_the_dataset_size(shapes_dir, tmp_path, capsys):
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["train"]["size"] == 32 and config["model"]["size"] == 32
     assert config["dataset"]["path"] == str(data)
+
+
+@pytest.mark.parametrize("arch,lr,beta1", [("dcgan", 2e-4, 0.5), ("stylegan", 0.0025, 0.0)])
+def test_optimiser_defaults_follow_the_architecture(shapes_dir, tmp_path, capsys, arch, lr, beta1):
+    code, out = run(capsys, "train", shapes_dir, "--out", tmp_path / "r", "--arch", arch, "--dry-run")
+    cfg = json.loads(out[out.index("{"):])
+    assert code == 0 and (cfg["lr_g"], cfg["lr_d"], cfg["beta1"]) == (lr, lr, beta1)
+    code, out = run(capsys, "train", shapes_dir, "--out", tmp_path / "r", "--arch", arch, "--lr-d", "1e-3",
+                    "--dry-run")
+    assert json.loads(out[out.index("{"):])["lr_d"] == 1e-3

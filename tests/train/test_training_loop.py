@@ -109,8 +109,14 @@ def test_init_from_copies_weights_and_restarts(tmp_path, tiny_run, shapes_dir):
 def test_init_from_other_resolution_copies_matching_layers(tmp_path, tiny_run, shapes_dir):
     """32 px -> 64 px: the shared 4x4..16x16 generator layers keep their values, new ones are fresh."""
     out = tmp_path / "bigger"
+    # DCGAN layers are numbered, so at 64 px one 32 px layer name holds another shape: refused, named...
+    with pytest.raises(CheckpointError, match=r"G\.net\.9\.weight \(8, 3, 4, 4\) -> \(8, 4, 4, 4\).*--allow-partial"):
+        train(tiny_config(shapes_dir, tmp_path / "refused", size=64, steps=1, init_from=str(tiny_run),
+                          model={"base_channels": 4}))
+    assert not (tmp_path / "refused" / "checkpoints").exists()
+    # ...and copied where it fits with --allow-partial
     result = train(tiny_config(shapes_dir, out, size=64, steps=1, init_from=str(tiny_run), lr_g=1e-12,
-                               lr_d=1e-12, model={"base_channels": 4}))
+                               lr_d=1e-12, model={"base_channels": 4}, allow_partial=True))
     src = ckpt.read_tensors(ckpt.resolve_checkpoint(tiny_run), ("G.",))
     dst = ckpt.read_tensors(result.checkpoint, ("G.",))
     shared = [k for k in src if k in dst and src[k].shape == dst[k].shape and k.endswith("weight")]

@@ -151,6 +151,8 @@ class CollapseWatch:
             g["lr"] *= s.lr_factor
         done = [f"D's learning rate x{s.lr_factor} (now {opt_D.param_groups[0]['lr']:.2e})"]
         cfg = getattr(step_fn, "cfg", None)
+        if cfg is not None and hasattr(cfg, "lr_d"):  # checkpoints save the run config: record the rate in use
+            cfg.lr_d = float(opt_D.param_groups[0]["lr"])
         ada = getattr(step_fn, "ada", None)
         if ada is not None and hasattr(ada, "p"):
             ada.p = min(1.0, float(ada.p) + s.aug_step)

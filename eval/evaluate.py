@@ -355,7 +355,7 @@ def evaluate(fake, real=None, *, json_path=None, force: bool = False, options: E
     out = {
         "schema": SCHEMA,
         "ganplug_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "fake": fake_src.describe(),
         "real": real_src.describe() if real_src else None,
         "settings": {k: v for k, v in asdict(opts).items() if k not in ("cache_dir", "weights_dir")}

@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
                                              help="With a run folder: judge every checkpoint, mark the best."),
     ) -> None:
         """Score a generator or image set against real images; network-free metrics always run."""
-        from ganplug.eval.evaluate import evaluate
         from ganplug.eval.features.weights import WeightsError
+        from ganplug.eval.pipeline import evaluate
 
         if pr_features not in ("auto", "inception", "handcrafted"):
             raise WeightsError(f"--pr-features must be auto, inception or handcrafted, not {pr_features!r}.")
@@ -81,13 +81,22 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{name:7s} skipped: {reason}")
         for note in result["fake"]["notes"] + (result["real"] or {}).get("notes", []) + result["notes"]:
             typer.echo(f"note: {note}")
+        content = None
         if do_collapse:
+            from ganplug.errors import DataError
             from ganplug.eval import report
-            from ganplug.eval.evaluate import write_json
 
-            content = report.analyse(fake, real, n=min(n, collapse_n), seed=seed, all_checkpoints=all_checkpoints,
-                                     truncation=truncation)
-            result.update({k: v for k, v in report.public(content).items() if k not in result})
+            try:
+                content = report.analyse(fake, real, n=min(n, collapse_n), seed=seed,
+                                         all_checkpoints=all_checkpoints, truncation=truncation)
+            except DataError as e:
+                if report_out is not None:  # asked for explicitly: the user must hear why it cannot be made
+                    raise
+                # the default verdict is a bonus: too small a set skips it, like any metric that cannot run
+                result["skipped"]["collapse"] = str(e)
+                typer.echo(f"collapse skipped: {e}")
+        if content is not None:
+            result.update({k: val for k, val in report.public(content).items() if k not in result})
             v = content["collapse"]
             typer.echo(f"verdict {v['verdict']} (severity {v['severity']:.2f})")
             for reason in v["reasons"]:
@@ -100,7 +109,9 @@ def register(app: typer.Typer) -> None:
             if report_out is not None:
                 report.write_report(report_out, content, result["metrics"], force=True)
                 typer.echo(f"wrote {report_out}")
-            if json_out:
-                write_json(json_out, result)
+        if do_collapse and json_out:
+            from ganplug.eval.pipeline import write_json
+
+            write_json(json_out, result)
         if json_out:
             typer.echo(f"wrote {json_out}")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 
 def evaluate(*args, **kwargs):
-    """See ganplug.eval.evaluate.evaluate (imported lazily so `import ganplug.eval` stays light)."""
-    from ganplug.eval.evaluate import evaluate as _evaluate
+    """See ganplug.eval.pipeline.evaluate (imported lazily so `import ganplug.eval` stays light)."""
+    from ganplug.eval.pipeline import evaluate as _evaluate
 
     return _evaluate(*args, **kwargs)
 

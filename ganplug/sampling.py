@@ -218,7 +218,7 @@ def interpolate(G: nn.Module, seeds: Sequence[int], frames: int, *, style_based:
         return render_latents(G, z, runtime=runtime, truncation=truncation, batch_size=batch_size, **g_kwargs)
     device = runtime.device if runtime else next(G.parameters()).device
     keys = list(seeds) + ([seeds[0]] if loop else [])
-    if len(set(seeds)) < 2 and len(seeds) < 2:
+    if len(seeds) < 2:
         raise UserError("interpolation needs at least two seeds, e.g. --seeds 3,7.")
     ws = G.mapping(z_from_seeds(keys, G.z_dim, device), truncation=truncation)
     segments = len(keys) - 1

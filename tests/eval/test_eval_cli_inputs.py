@@ -39,6 +39,7 @@ def test_network_free_metrics_run_and_inception_ones_are_skipped_without_weights
     assert set(data["metrics"]) == {"swd", "pr", "msssim"}
     assert data["metrics"]["pr"]["feature_space"] == "handcrafted-v1"
     assert any("mode L converted to RGB" in n for n in data["real"]["notes"])
+    assert "at least 20 real images" in data["skipped"]["collapse"]  # too few for the verdict: skipped, not fatal
     assert main(["eval", str(fake), "--real", str(real), "--metrics", "swd", "--json", str(out_json)]) == 2  # exists
 
 

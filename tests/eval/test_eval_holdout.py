@@ -14,3 +14,12 @@ def test_real_dataset_with_holdout_uses_the_holdout(tmp_path, shapes_dir):
     out = evaluate(shapes_dir, data, metrics="swd")
     assert out["real"]["count"] == n_hold
     assert "holdout" in " ".join(out["real"].get("notes", []))
+
+
+def test_evaluate_stays_the_function_after_the_cli_imported_its_module():
+    import importlib
+
+    importlib.import_module("ganplug.eval.pipeline")
+    from ganplug.eval import evaluate as again
+
+    assert callable(again) and again.__name__ == "evaluate"

@@ -377,10 +377,9 @@ def evaluate(fake, real=None, *, json_path=None, force: bool = False, options: E
 
 
 def write_json(path: Path, data: dict) -> None:
-    from ganplug.eval.features.cache import _atomic_write
+    from ganplug.atomic import atomic_write_bytes
 
-    text = json.dumps(data, indent=2, allow_nan=False, default=_jsonable)
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write_bytes(path, json.dumps(data, indent=2, allow_nan=False, default=_jsonable).encode())
 
 
 def _jsonable(o):

@@ -12,6 +12,7 @@ Every image leaves a source as an HWC uint8 RGB numpy array.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,15 +43,16 @@ class Batch:
 
 
 @dataclass
-class Source:
+class Source(ABC):
     kind: str  # checkpoint | folder | dataset | stats
     path: Path
     count: int = 0
     size: int = 0  # the common (most frequent) image size; 0 for stats
     notes: list[str] = field(default_factory=list)
 
+    @abstractmethod
     def batches(self, batch_size: int) -> Iterator[Batch]:
-        raise NotImplementedError
+        """The source's images in order, `batch_size` at a time."""
 
     def content_hash(self) -> str | None:
         return None
@@ -206,6 +208,9 @@ class CheckpointSource(Source):
 class StatsSource(Source):
     mu: np.ndarray | None = None
     sigma: np.ndarray | None = None
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        return iter(())  # FID statistics only: no images for the image-based metrics
 
     @classmethod
     def open(cls, path: Path) -> StatsSource:

@@ -155,6 +155,15 @@ def run_stylemix(work: Work, req: S.StyleMixRequest) -> S.ImagesResponse:
     return _response(work, "stylemix", req, images, t0, crossover=crossover)
 
 
+def upload_as_model_input(work: Work, image_b64: str) -> torch.Tensor:
+    """An uploaded image, checked against the limits, in the model's mode and size: uint8 [C, H, W]."""
+    spec = work.loaded.spec
+    img = decode_upload(image_b64, work.settings.max_upload_bytes, work.settings.max_upload_pixels)
+    mode = "RGBA" if spec.channels == 4 else "RGB"
+    arr = np.asarray(img.convert(mode).resize((spec.size, spec.size), Image.LANCZOS), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
 def run_translate(work: Work, req: S.TranslateRequest) -> S.ImagesResponse:
     spec = work.loaded.spec
     if not spec.image_to_image:
@@ -162,10 +171,7 @@ def run_translate(work: Work, req: S.TranslateRequest) -> S.ImagesResponse:
                        f"model {work.model_name!r} does not translate: it is a {spec.arch} generator that makes "
                        "images from seeds. Image-to-image needs a pix2pix model, and none is loaded.")
     t0 = time.perf_counter()
-    img = decode_upload(req.image, work.settings.max_upload_bytes, work.settings.max_upload_pixels)
-    mode = "RGBA" if spec.channels == 4 else "RGB"
-    arr = np.asarray(img.convert(mode).resize((spec.size, spec.size)), dtype=np.float32)
-    x = torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0
+    x = upload_as_model_input(work, req.image).float()[None] / 127.5 - 1.0
     G = work.loaded.G
     images = _render(work, x, req, [{"label": f"{work.model_name} translation"}], g_call=lambda t: G(t))
     return _response(work, "translate", req, images, t0)
@@ -180,10 +186,7 @@ def run_project(work: Work, req: S.ProjectRequest) -> S.ImagesResponse:
     from ganplug.latent import project
 
     t0 = time.perf_counter()
-    img = decode_upload(req.image, work.settings.max_upload_bytes, work.settings.max_upload_pixels)
-    mode = "RGBA" if spec.channels == 4 else "RGB"
-    arr = np.asarray(img.convert(mode).resize((spec.size, spec.size), Image.LANCZOS), dtype=np.uint8)
-    target = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # uint8 [C, H, W]
+    target = upload_as_model_input(work, req.image)
 
     def on_step(step: int, loss: float) -> None:  # also where a cancelled job stops
         work.ctx.progress((step + 1) / req.steps, f"projecting: step {step + 1}/{req.steps}, loss {loss:.4f}")

@@ -27,11 +27,11 @@ def parse_model_options(items: list[str]) -> dict[str, object]:
 
 def _dataset_size(data: Path | None) -> int | None:
     """The image size of a prepared dataset, so `ganplug train DATASET` needs no --size."""
-    from ganplug.data import is_prepared_dataset
+    from ganplug.data import is_prepared_dataset, open_dataset
 
     if data is None or not is_prepared_dataset(Path(data)):
         return None
-    return int(json.loads((Path(data) / "dataset.json").read_text()).get("size", 0)) or None
+    return open_dataset(Path(data)).size
 
 
 def train(

@@ -88,13 +88,17 @@ def interpolation_latents(seeds: Sequence[int], frames: int, z_dim: int, loop: b
     if frames < len(seeds):
         raise UserError(f"--frames {frames} is fewer than the {len(seeds)} seeds; use at least {len(seeds)}.")
     keys = z_from_seeds(list(seeds) + ([seeds[0]] if loop else []), z_dim)
-    segments = len(keys) - 1
+    return torch.stack([slerp(keys[k], keys[k + 1], t) for k, t in path_positions(frames, len(keys) - 1, loop)])
+
+
+def path_positions(frames: int, segments: int, loop: bool) -> list[tuple[int, float]]:
+    """(segment, fraction within it) of each frame of a path through `segments + 1` key latents."""
     out = []
     for i in range(frames):
         pos = i * segments / (frames - (0 if loop else 1))
         k = min(int(pos), segments - 1)
-        out.append(slerp(keys[k], keys[k + 1], pos - k))
-    return torch.stack(out)
+        out.append((k, pos - k))
+    return out
 
 
 @torch.no_grad()
@@ -221,13 +225,7 @@ def interpolate(G: nn.Module, seeds: Sequence[int], frames: int, *, style_based:
     if len(seeds) < 2:
         raise UserError("interpolation needs at least two seeds, e.g. --seeds 3,7.")
     ws = G.mapping(z_from_seeds(keys, G.z_dim, device), truncation=truncation)
-    segments = len(keys) - 1
-    out = []
-    for i in range(frames):
-        pos = i * segments / (frames - (0 if loop else 1))
-        k = min(int(pos), segments - 1)
-        out.append(lerp(ws[k], ws[k + 1], pos - k))
-    w_path = torch.stack(out)
+    w_path = torch.stack([lerp(ws[k], ws[k + 1], t) for k, t in path_positions(frames, len(keys) - 1, loop)])
     chunks = []
     for start in range(0, frames, batch_size):
         w = w_path[start : start + batch_size]

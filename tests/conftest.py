@@ -30,6 +30,15 @@ def _isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny convolutions run faster on one thread, and much faster when other jobs share the cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def twemoji_dir() -> Path:
     if not TWEMOJI.is_dir():
         pytest.skip(f"shared twemoji dataset not found at {TWEMOJI} (only present beside the project checkout)")

@@ -266,15 +266,22 @@ def train(
     samples_dir = run_dir / "samples"
     samples_dir.mkdir(exist_ok=True)
 
+    calibrated_at = [-1]  # BatchNorm statistics of G_ema are recomputed at most once per step
+
+    def calibrate(step: int) -> None:
+        if calibrated_at[0] != step:
+            recalibrate_batchnorm(G_ema, G.z_dim, runtime.device, autocast=runtime.autocast)
+            calibrated_at[0] = step
+
     def write_samples(step: int) -> Path:
-        recalibrate_batchnorm(G_ema, G.z_dim, runtime.device, autocast=runtime.autocast)
+        calibrate(step)
         imgs = render_latents(G_ema, grid_z, runtime=runtime)
         path = samples_dir / f"step-{step:06d}.png"
         save_image_atomic(make_grid(imgs, nrow=int(math.ceil(math.sqrt(len(imgs))))), path)
         return path
 
     def save(step: int) -> Path:
-        recalibrate_batchnorm(G_ema, G.z_dim, runtime.device, autocast=runtime.autocast)
+        calibrate(step)
         return ckpt.save_training_checkpoint(
             run_dir, step=step, G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, rng=_rng_state(runtime),
             # the run config is re-read at each save: a remedy may have changed it since the start

@@ -7,7 +7,6 @@ augmented distribution instead would draw some of them sideways or upside down.
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from ganplug import checkpoint as ckpt
@@ -24,15 +23,6 @@ def orientation(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     down = grey[:, h // 2 :].mean((1, 2)) - grey[:, : h // 2].mean((1, 2))
     right = grey[:, :, w // 2 :].mean((1, 2)) - grey[:, :, : w // 2].mean((1, 2))
     return down, right
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny convolutions run faster on one thread, and much faster when other jobs share the cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_augmented_training_does_not_leak_rotations(tmp_path, one_thread):

@@ -117,15 +117,6 @@ def test_fixed_augmentation_reaches_d_for_reals_and_fakes():
 # ------------------------------------------------------------------------------ end-to-end with the loop
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny convolutions run faster on one thread, and much faster when other jobs share the cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def grad_dir(tmp_path_factory):
     from tests.train.stylegan_data import write_vertical_gradients

@@ -72,9 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("interrupted")
         return 130
     except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+        # Newer typer releases vendor click as typer._click; match the class by name so both kinds are caught.
+        if any(c.__name__ == "ClickException" for c in type(e).__mro__):
             e.show()
             return 2
         raise

@@ -42,6 +42,8 @@ def train(
                              "size, else 64)."),
     steps: int = typer.Option(10_000, help="Generator updates."),
     batch: int = typer.Option(64, help="Images per batch."),
+    minutes: float = typer.Option(0.0, min=0.0, help="Stop after this much wall time, with a final checkpoint "
+                                  "(0 = no limit; --steps still caps the run)."),
     lr_g: float = typer.Option(None, help="Generator learning rate (Adam; dcgan 2e-4, stylegan 0.0025)."),
     lr_d: float = typer.Option(None, help="Discriminator learning rate (Adam; dcgan 2e-4, stylegan 0.0025)."),
     beta1: float = typer.Option(None, help="Adam beta1 (dcgan 0.5, stylegan 0)."),
@@ -118,7 +120,7 @@ def train(
         allow_partial=allow_partial,
         device=device, precision=precision, channels_last=channels_last, model=model_opts,
         aug=aug, aug_p=aug_p, aug_ops=aug_ops, ada_target=ada_target, r1_gamma=r1_gamma, pl_weight=pl_weight,
-        style_mixing=style_mixing,
+        style_mixing=style_mixing, max_seconds=minutes * 60,
     )
     cfg.validate()
     if on_collapse not in ("warn", "stop", "rollback"):

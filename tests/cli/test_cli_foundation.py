@@ -118,6 +118,17 @@ def test_resume_continues_from_cli(cli_run, tmp_path, capsys):
     assert (run_dir / "checkpoints" / "step-000006.safetensors").is_file()
 
 
+def test_minutes_caps_the_wall_time(shapes_dir, tmp_path, capsys):
+    """`--minutes` stops a long run early with a final checkpoint, which `--resume` can continue."""
+    out = tmp_path / "timed"
+    code, _ = run(capsys, "train", shapes_dir, "--out", out, "--steps", "100000", "--minutes", "0.0001", *TINY)
+    assert code == 0
+    saved = sorted(p.name for p in (out / "checkpoints").glob("step-*.safetensors"))
+    assert saved and saved[-1] < "step-000100"  # far short of --steps; the final state is saved
+    code, _ = run(capsys, "train", "--resume", out, "--steps", "3", "--device", "cpu")
+    assert code == 0 and (out / "checkpoints" / "step-000003.safetensors").is_file()
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -127,7 +138,8 @@ def test_train_without_data_names_the_demo(capsys):
 
 
 @pytest.mark.parametrize("args,needle", [(["--size", "48"], "power of two"), (["--steps", "0"], "--steps"),
-                                         (["--loss", "minimax"], "--loss")])
+                                         (["--loss", "minimax"], "--loss"),
+                                         (["--minutes", "-5"], "--minutes")])
 def test_nonsense_options(shapes_dir, tmp_path, capsys, args, needle):
     code, err = run(capsys, "train", shapes_dir, "--out", tmp_path / "r", *args)
     assert code == 2 and needle in err
@@ -213,6 +225,16 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("argv,needle", [(["train", "--bogus"], "No such option"),
+                                         (["generate", "--truncation", "abc"], "--truncation"),
+                                         (["train", "x", "--out", "r", "--watch-every", "0"], "--watch-every")])
+def test_usage_errors_are_exit_2_without_traceback(capsys, argv, needle):
+    """Option parsing errors (from click, or the copy of click newer typer releases carry) are usage
+    messages with exit status 2."""
+    code, err = run(capsys, *argv)
+    assert code == 2 and needle in err and "Traceback" not in err
 
 
 def test_prep_then_train_takes_the_dataset_size(shapes_dir, tmp_path, capsys):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganplug.models.stylegan import SynthesisLayer, ToRGB, modulated_conv2d, upsample2x
+from ganplug.models.stylegan import SynthesisLayer, ToRGB, downsample2x, modulated_conv2d, upsample2x
 
 
 def direct_modconv(x, weight, styles, demodulate, padding):
@@ -92,3 +92,31 @@ def test_upsample_is_the_1331_filter_in_the_interior():
     ref = F.conv2d(F.pad(z, (2, 1, 2, 1)), k2.flip(0, 1).reshape(1, 1, 4, 4))
     got = upsample2x(x)
     torch.testing.assert_close(got[..., 2:-2, 2:-2], ref[..., 2:-2, 2:-2], rtol=1e-10, atol=1e-10)
+
+
+def test_downsample_is_binomial_blur_then_decimate():
+    """Output pixel (i, j) = sum over a 4x4 window of the zero-padded input starting at (2i, 2j), weighted
+    by outer([1,3,3,1], [1,3,3,1]) / 64; written out as loops in float64."""
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    k = [1.0, 3.0, 3.0, 1.0]
+    p = F.pad(x, (1, 1, 1, 1))
+    ref = torch.zeros(2, 3, 4, 4, dtype=torch.float64)
+    for i in range(4):
+        for j in range(4):
+            for a in range(4):
+                for b in range(4):
+                    ref[..., i, j] += k[a] * k[b] / 64 * p[..., 2 * i + a, 2 * j + b]
+    torch.testing.assert_close(downsample2x(x), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_downsample_under_bf16_autocast_keeps_dtype_and_gradients():
+    """The blur runs in float32 inside bf16 autocast (faster on the CPU) but hands back the input's dtype,
+    and gradients still flow to the input."""
+    x = torch.randn(2, 4, 8, 8).bfloat16().contiguous(memory_format=torch.channels_last).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = downsample2x(x)
+    assert y.dtype == torch.bfloat16 and y.shape == (2, 4, 4, 4)
+    torch.testing.assert_close(y.float(), downsample2x(x.detach().double()).float(), rtol=1e-2, atol=1e-2)
+    y.float().sum().backward()
+    # Each input pixel away from the border feeds 4 outputs per axis with weights summing to 1/2 per axis.
+    assert torch.allclose(x.grad[..., 2:-2, 2:-2].float(), torch.full((2, 4, 4, 4), 0.25), atol=1e-2)

@@ -39,6 +39,35 @@ def _g_kwargs(spec, noise: str | None) -> dict:
     return {"noise_mode": noise}
 
 
+def _render_saved_latent(model, path: Path, rt) -> torch.Tensor:
+    """One uint8 image from a projection's latent.npy, with its noise maps when they are beside it."""
+    import numpy as np
+    from safetensors.torch import load as st_load
+
+    from ganplug.latent import render_projection
+    from ganplug.sampling import to_uint8
+
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--latent {path} could not be read as a .npy array ({e}); pass the latent.npy that "
+                        "`ganplug project` wrote.") from None
+    record_path = path.with_name("projection.json")
+    space = json.loads(record_path.read_text()).get("space") if record_path.is_file() else None
+    spec = model.spec
+    w_size = spec.num_ws * model.G.w_dim if spec.style_based else None
+    if space is None:  # no record beside it: tell z from w by the size
+        space = "w" if arr.size == w_size else "z"
+    if arr.size != (w_size if space == "w" else spec.z_dim):
+        raise UserError(f"--latent {path} holds {arr.size} numbers (shape {list(arr.shape)}), which is not a "
+                        f"latent of this {spec.arch} checkpoint; was it projected with another model?")
+    noise_path = path.with_name("noise.safetensors")
+    noise = st_load(noise_path.read_bytes()) if noise_path.is_file() else None
+    latent = torch.from_numpy(arr.astype(np.float32)).to(rt.device)
+    with torch.no_grad(), rt.autocast():
+        return to_uint8(render_projection(model.G, latent, space, noise)).cpu()[0]
+
+
 def generate(
     ckpt: Path = typer.Argument(..., help=CKPT_HELP),
     n: int = typer.Option(64, help="Number of images (seeds SEED..SEED+N-1)."),
@@ -48,6 +77,8 @@ def generate(
     outdir: Path = typer.Option(None, help="Write one PNG per image here, plus seeds.json to regenerate them."),
     truncation: float = typer.Option(1.0, help="Truncation psi: 1 = none, smaller = safer, less varied."),
     noise: str = typer.Option(None, help="Noise inputs for style-based models: const, random or none."),
+    latent: Path = typer.Option(None, help="Regenerate one image from a latent.npy written by `ganplug project` "
+                                "(its noise.safetensors and projection.json beside it are used); needs --out."),
     nrow: int = typer.Option(None, help="Images per grid row."),
     batch_size: int = typer.Option(32, help="Images generated per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
@@ -60,6 +91,15 @@ def generate(
 
     if (out is None) == (outdir is None):
         raise UserError("give exactly one of --out grid.png or --outdir DIR.")
+    if latent is not None:
+        if out is None:
+            raise UserError("--latent regenerates one image: give --out image.png, not --outdir.")
+        _refuse_existing(out, force)
+        model, rt = _load(ckpt, device, precision)
+        img = _render_saved_latent(model, latent, rt)
+        save_image_atomic(to_pil(img), out)
+        typer.echo(f"wrote {out} from {latent}")
+        return
     if seeds is None and n < 1:
         raise UserError(f"--n must be at least 1, not {n}.")
     if not 0.0 <= truncation <= 2.0:

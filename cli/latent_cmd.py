@@ -124,8 +124,8 @@ def project(
               "space": result.space, "latent_shape": list(result.latent.shape), "steps": steps, "lr": lr,
               "loss": result.loss_name, "loss_note": result.loss_note, "notices": target.notices,
               "first_loss": result.losses[0], "final_loss": result.losses[-1], "seed": seed,
-              "files": files, "regenerate": "ganplug.latent.render_projection(G, latent, space, noise) "
-                                            "with latent.npy and noise.safetensors"}
+              "files": files, "regenerate": f"ganplug generate {model.path} --latent {out / 'latent.npy'} "
+                                            "--out again.png"}
     atomic_write_bytes(out / "projection.json", json.dumps(record, indent=2).encode())
     typer.echo(f"wrote {', '.join(files)} and projection.json to {out} "
                f"(loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f})")

@@ -78,6 +78,13 @@ def test_project_writes_everything_needed_to_regenerate(sg_ckpt, tmp_path, capsy
     again = to_uint8(render_projection(G, latent, "w", noise))[0].permute(1, 2, 0).numpy()
     with Image.open(out / "projected.png") as im:
         assert np.array_equal(np.asarray(im), again)
+    # the CLI regenerates the same pixels from the saved files, as projection.json says
+    assert "--latent" in record["regenerate"]
+    again_png = tmp_path / "again.png"
+    assert main(["generate", str(sg_ckpt), "--latent", str(out / "latent.npy"), "--out", str(again_png),
+                 "--device", "cpu"]) == 0
+    with Image.open(again_png) as a, Image.open(out / "projected.png") as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
     # a second run into the same folder needs --force
     assert main(["project", str(sg_ckpt), str(img), "--steps", "2", "--out", str(out), "--device", "cpu"]) == 2
 
@@ -88,3 +95,32 @@ def test_project_non_image_is_exit_2(sg_ckpt, tmp_path, capsys):
     assert main(["project", str(sg_ckpt), str(bad), "--out", str(tmp_path / "p"), "--device", "cpu"]) == 2
     assert "not an image" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("content", ["wrong-size", "not-npy"])
+def test_generate_from_a_bad_latent_is_exit_2(sg_ckpt, tmp_path, capsys, content):
+    path = tmp_path / "latent.npy"
+    if content == "wrong-size":
+        np.save(path, np.zeros(7, dtype=np.float32))
+    else:
+        path.write_text("hello")
+    assert main(["generate", str(sg_ckpt), "--latent", str(path), "--out", str(tmp_path / "x.png"),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and ("not a latent of this" in err or "could not be read" in err)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_dcgan_projection_regenerates_from_its_z(tiny_run, tmp_path):
+    """A z-space projection (DCGAN) round-trips through `generate --latent` as well."""
+    img = tmp_path / "target.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "proj"
+    assert main(["project", str(tiny_run), str(img), "--steps", "3", "--out", str(out), "--loss", "pixel",
+                 "--device", "cpu"]) == 0
+    assert json.loads((out / "projection.json").read_text())["space"] == "z"
+    again = tmp_path / "again.png"
+    assert main(["generate", str(tiny_run), "--latent", str(out / "latent.npy"), "--out", str(again),
+                 "--device", "cpu"]) == 0
+    with Image.open(again) as a, Image.open(out / "projected.png") as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))

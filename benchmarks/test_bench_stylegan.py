@@ -6,7 +6,8 @@ layers: 24.8 M generator parameters at 256 px), in fp32 and in bf16 autocast + c
 step is what `ganplug train --arch stylegan` runs per iteration: one D update (non-saturating loss on
 ADA-augmented reals and fakes) and one G update with style mixing. The lazy R1 step (1 iteration in 16)
 and path length (off by default) are left out (r1_gamma=0), so this is the common iteration. Generation
-is the generator alone under no_grad with constant noise.
+is the generator alone under no_grad with constant noise. The small-data case is the capacity-0.25,
+2-mapping-layer model at batch 32 that docs/results.md trains on twemoji.
 """
 
 from __future__ import annotations
@@ -23,20 +24,24 @@ CASES = [(64, 8), (256, 2)]  # (size, batch): small CPU batches keep one round u
 MODES = {"fp32": ("fp32", False), "bf16+cl": ("bf16", True)}
 
 
-def _models(size: int, mode: str):
+def _models(size: int, mode: str, **model):
     precision, channels_last = MODES[mode]
     rt = make_runtime("cpu", precision, channels_last)
     torch.manual_seed(0)
-    G, D = build(StyleGANConfig(size=size))
+    G, D = build(StyleGANConfig(size=size, **model))
     rt.prepare_module(G)
     rt.prepare_module(D)
     return G, D, rt
 
 
+SMALL_DATA = {"capacity": 0.25, "mapping_layers": 2}  # the twemoji comparison's model (docs/results.md)
+
+
 @pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("size,batch", CASES)
-def test_bench_stylegan_train_step(benchmark, size, batch, mode):
-    G, D, rt = _models(size, mode)
+@pytest.mark.parametrize("size,batch,model", [(s, b, {}) for s, b in CASES] + [(64, 32, SMALL_DATA)],
+                         ids=["64-paper256", "256-paper256", "64-small-data"])
+def test_bench_stylegan_train_step(benchmark, size, batch, model, mode):
+    G, D, rt = _models(size, mode, **model)
     cfg = TrainConfig(data="", out="", arch="stylegan", size=size, batch=batch, lr_g=0.0025, lr_d=0.0025,
                       beta1=0.0, beta2=0.99, aug="ada", r1_gamma=0.0, precision=rt.precision,
                       channels_last=rt.channels_last)

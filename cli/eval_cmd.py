@@ -54,6 +54,10 @@ def register(app: typer.Typer) -> None:
         report_out: Path = typer.Option(None, "--report", help="Write a self-contained HTML report here."),
         all_checkpoints: bool = typer.Option(False, "--all-checkpoints",
                                              help="With a run folder: judge every checkpoint, mark the best."),
+        background: str = typer.Option("auto", "--background",
+                                       help="Transparent images are composited onto this: auto (the colour FAKE "
+                                            "was trained on; alpha dropped otherwise), none (alpha dropped, as "
+                                            "clean-fid), white, black, gray or #rrggbb."),
     ) -> None:
         """Score a generator or image set against real images; network-free metrics always run."""
         from ganplug.eval.features.weights import WeightsError
@@ -74,6 +78,7 @@ def register(app: typer.Typer) -> None:
             fid_mode=fid_mode, batch_size=batch_size, seed=seed, truncation=truncation,
             kid_subset_size=kid_subset_size, pr_features=pr_features, ppl_samples=ppl_samples, ppl_space=ppl_space,
             ppl_sampling=ppl_sampling, save_stats=str(save_stats) if save_stats else None, use_cache=not no_cache,
+            background=background,
         )
         for name, m in result["metrics"].items():
             typer.echo(f"{name:7s} {_fmt(name, m)}")
@@ -88,7 +93,8 @@ def register(app: typer.Typer) -> None:
 
             try:
                 content = report.analyse(fake, real, n=min(n, collapse_n), seed=seed,
-                                         all_checkpoints=all_checkpoints, truncation=truncation)
+                                         all_checkpoints=all_checkpoints, truncation=truncation,
+                                         background=background)
             except DataError as e:
                 if report_out is not None:  # asked for explicitly: the user must hear why it cannot be made
                     raise

@@ -25,7 +25,7 @@ from ganplug.eval.features import handcrafted, weights
 from ganplug.eval.features.cache import FeatureCache, cache_key
 from ganplug.eval.metrics import fid as fid_m
 from ganplug.eval.metrics import inception_score, kid, msssim, prdc, swd
-from ganplug.eval.sources import CheckpointSource, Source, StatsSource, open_source
+from ganplug.eval.sources import CheckpointSource, Source, StatsSource, hex_color, open_source, resolve_background
 
 SCHEMA = "ganplug-eval/1"
 ALL_METRICS = ("fid", "kid", "is", "ppl", "pr", "dc", "swd", "msssim")
@@ -60,6 +60,7 @@ class EvalOptions:
     use_cache: bool = True
     workers: int = 2
     save_stats: str | None = None  # write the fake set's Inception mu/sigma here (.npz)
+    background: str = "auto"  # transparency: auto (FAKE's training colour) | none (alpha dropped) | a colour
 
 
 def parse_metrics(metrics) -> tuple[str, ...]:
@@ -183,11 +184,16 @@ def evaluate(fake, real=None, *, json_path=None, force: bool = False, options: E
     t_start = time.perf_counter()
     runtime = make_runtime(opts.device, opts.precision)
     fake_src = open_source(fake, role="fake", n=opts.n, seed=opts.seed, runtime=runtime, truncation=opts.truncation,
-                           workers=opts.workers)
-    real_src = open_source(real, role="real", n=None, seed=opts.seed, workers=opts.workers) if real else None
+                           workers=opts.workers, background=resolve_background(opts.background))
+    background = resolve_background(opts.background, fake_src)
+    real_src = (open_source(real, role="real", n=None, seed=opts.seed, workers=opts.workers, background=background)
+                if real else None)
 
     skipped: dict[str, str] = {}
     notes: list[str] = []
+    if background is not None and opts.background == "auto" and real_src is not None and real_src.background:
+        notes.append(f"transparent REAL images were composited onto {hex_color(background)}, the background "
+                     "FAKE was trained on (--background none drops alpha as clean-fid does)")
     wanted = list(opts.metrics)
     if real_src is None:
         for m in wanted:

@@ -23,7 +23,7 @@ from ganplug.eval.collapse import RealReference, assess, build_reference
 from ganplug.eval.features.handcrafted import NAME as FEATURE_SPACE
 from ganplug.eval.features.handcrafted import handcrafted_features
 from ganplug.eval.memorisation import memorisation, train_nn_distances
-from ganplug.eval.sources import CheckpointSource, StatsSource, open_source
+from ganplug.eval.sources import CheckpointSource, StatsSource, open_source, resolve_background
 
 MAX_REAL = 2000  # real images read for the battery and the memorisation check
 THUMB = 96
@@ -101,15 +101,17 @@ def _judge(ref: RealReference, src, n: int, size: int, train_feats, train_nn) ->
 
 
 def analyse(fake, real, *, n: int = 500, seed: int = 0, all_checkpoints: bool = False, runtime=None,
-            truncation: float = 1.0) -> dict:
+            truncation: float = 1.0, background: str = "auto") -> dict:
     """The report content for FAKE against REAL (the training images, for the memorisation check)."""
     from ganplug.device import make_runtime
 
     runtime = runtime or make_runtime("auto", "fp32")
-    real_src = open_source(real, role="real", n=MAX_REAL, seed=seed)
+    fake_src = open_source(fake, role="fake", n=n, seed=seed, runtime=runtime, truncation=truncation,
+                           background=resolve_background(background))
+    real_src = open_source(real, role="real", n=MAX_REAL, seed=seed,
+                           background=resolve_background(background, fake_src))
     if isinstance(real_src, StatsSource):
         raise UserError(f"{real}: the collapse check and the report need real images, not a statistics file.")
-    fake_src = open_source(fake, role="fake", n=n, seed=seed, runtime=runtime, truncation=truncation)
     size = fake_src.size or real_src.size
     real_imgs = read_images(real_src, None, size)
     real_f = features(real_imgs)
@@ -146,7 +148,7 @@ def analyse(fake, real, *, n: int = 500, seed: int = 0, all_checkpoints: bool = 
         if all_checkpoints:
             rows = []
             for ck in _checkpoint_files(run):
-                src = CheckpointSource.open(ck, n, seed, runtime, truncation)
+                src = CheckpointSource.open(ck, n, seed, runtime, truncation, fake_src.background)
                 v, _, ex = _judge(ref, src, n, size, real_f, train_nn)
                 st = v["stats"]
                 rows.append({"checkpoint": ck.name, "step": src.loaded.meta.get("step"), "verdict": v["verdict"],

@@ -2,11 +2,13 @@
 
 - a run folder or checkpoint file: samples drawn in batches from seeds `seed .. seed+n-1` (recorded),
   never all written to disk;
-- a folder of images (recursive; png/jpg/webp/bmp/tif...); grey, palette and RGBA images are converted
-  to RGB as clean-fid does (alpha dropped), mixed sizes are allowed and noted;
-- a prepared dataset (`ganplug prep` output; RGBA rows lose their alpha the same way);
+- a folder of images (recursive; png/jpg/webp/bmp/tif...); mixed sizes are allowed and noted;
+- a prepared dataset (`ganplug prep` output);
 - (REAL only) an .npz statistics file with `mu` and `sigma`: FID only.
-Every image leaves a source as an HWC uint8 RGB numpy array.
+Every image leaves a source as an HWC uint8 RGB numpy array. Transparency is composited onto
+`background` when one is given; with None, alpha is dropped as clean-fid does. The pipeline passes the
+colour a FAKE generator was trained on, so that RGBA art is compared on the background the model
+learnt, not on the black that dropping alpha leaves in transparent areas.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Source(ABC):
     count: int = 0
     size: int = 0  # the common (most frequent) image size; 0 for stats
     notes: list[str] = field(default_factory=list)
+    background: tuple[int, int, int] | None = None  # what transparency is composited onto (None: dropped)
 
     @abstractmethod
     def batches(self, batch_size: int) -> Iterator[Batch]:
@@ -68,8 +71,40 @@ def _subset(total: int, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.RandomState(seed).choice(total, n, replace=False))
 
 
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    return np.asarray(img.convert("RGB"))
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+
+
+def _to_rgb(img: Image.Image, background: tuple[int, int, int] | None) -> np.ndarray:
+    if background is None or not _has_alpha(img):
+        return np.asarray(img.convert("RGB"))
+    canvas = Image.new("RGBA", img.size, (*background, 255))
+    canvas.alpha_composite(img.convert("RGBA"))
+    return np.asarray(canvas.convert("RGB"))
+
+
+def composite(rgba: np.ndarray, background: tuple[int, int, int] | None) -> np.ndarray:
+    """uint8 [..., 4] -> [..., 3]: alpha-composited onto `background`, or alpha dropped when None."""
+    if background is None:
+        return np.ascontiguousarray(rgba[..., :3])
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    out = rgba[..., :3].astype(np.float32) * a + np.asarray(background, np.float32) * (1.0 - a)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _alpha_note(count: int, what: str, background: tuple[int, int, int] | None) -> str:
+    if background is None:
+        return f"{count} {what} with transparency: alpha dropped (as clean-fid does)"
+    return f"{count} {what} with transparency: composited onto {hex_color(background)}"
+
+
+def hex_color(rgb: tuple[int, int, int]) -> str:
+    return "#" + bytes(rgb).hex()
+
+
+def _hash_background(h, background: tuple[int, int, int] | None) -> None:
+    if background is not None:  # the same files on another background are other pixels
+        h.update(b"background" + bytes(background))
 
 
 @dataclass
@@ -78,7 +113,8 @@ class FolderSource(Source):
     workers: int = 2
 
     @classmethod
-    def open(cls, path: Path, n: int | None, seed: int, workers: int = 2) -> FolderSource:
+    def open(cls, path: Path, n: int | None, seed: int, workers: int = 2,
+             background: tuple[int, int, int] | None = None) -> FolderSource:
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if not files:
             raise DataError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); point at a folder "
@@ -86,14 +122,17 @@ class FolderSource(Source):
         picked = [files[i] for i in _subset(len(files), n, seed)]
         sizes: Counter = Counter()
         modes: Counter = Counter()
+        transparent = 0
         for f in picked:
             try:
                 with Image.open(f) as im:
                     sizes[im.size] += 1
                     modes[im.mode] += 1
+                    transparent += _has_alpha(im)
             except OSError as e:
                 raise DataError(f"{f} is not a readable image ({e}); remove it or fix it.") from None
-        src = cls(kind="folder", path=path, files=picked, count=len(picked), workers=workers)
+        src = cls(kind="folder", path=path, files=picked, count=len(picked), workers=workers,
+                  background=background)
         (w, h), _ = sizes.most_common(1)[0]
         src.size = max(w, h)
         if len(picked) < len(files):
@@ -104,13 +143,15 @@ class FolderSource(Source):
         converted = sum(c for m, c in modes.items() if m != "RGB")
         if converted:
             kinds = ", ".join(sorted(m for m in modes if m != "RGB"))
-            src.notes.append(f"{converted} image(s) in mode {kinds} converted to RGB (alpha dropped, as clean-fid)")
+            src.notes.append(f"{converted} image(s) in mode {kinds} converted to RGB")
+        if transparent:
+            src.notes.append(_alpha_note(transparent, "image(s)", background))
         return src
 
     def _read(self, f: Path) -> np.ndarray:
         try:
             with Image.open(f) as im:
-                return _to_rgb(im)
+                return _to_rgb(im, self.background)
         except OSError as e:
             raise DataError(f"{f} is not a readable image ({e}); remove it or fix it.") from None
 
@@ -124,6 +165,7 @@ class FolderSource(Source):
         for f in self.files:
             h.update(str(f.relative_to(self.path)).encode() + b"\0")
             h.update(hashlib.sha256(f.read_bytes()).digest())
+        _hash_background(h, self.background)
         return h.hexdigest()
 
 
@@ -133,24 +175,28 @@ class DatasetSource(Source):
     images: np.ndarray | None = None
 
     @classmethod
-    def open(cls, path: Path, n: int | None, seed: int, split: str = "train") -> DatasetSource:
+    def open(cls, path: Path, n: int | None, seed: int, split: str = "train",
+             background: tuple[int, int, int] | None = None) -> DatasetSource:
         from ganplug.data.dataset import open_dataset
 
         ds = open_dataset(path, split=split)
         rows = _subset(len(ds), n, seed)
-        src = cls(kind="dataset", path=path, rows=rows, images=ds.images, count=len(rows), size=ds.size)
+        src = cls(kind="dataset", path=path, rows=rows, images=ds.images, count=len(rows), size=ds.size,
+                  background=background if ds.channels == 4 else None)
         if split != "train":
             src.notes.append(f"the dataset's {split!r} split is the reference (images the generator never saw)")
         if len(rows) < len(ds):
             src.notes.append(f"{len(rows)} of {len(ds)} images used (seeded subset, seed {seed})")
         if ds.channels == 4:
-            src.notes.append("RGBA dataset: alpha dropped (as clean-fid does for RGBA files)")
+            src.notes.append(_alpha_note(len(rows), "RGBA dataset rows", background))
         return src
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         for i in range(0, len(self.rows), batch_size):
-            block = np.asarray(self.images[self.rows[i:i + batch_size]])[..., :3]
-            yield Batch([np.ascontiguousarray(a) for a in block])
+            block = np.asarray(self.images[self.rows[i:i + batch_size]])
+            if block.shape[-1] == 4:
+                block = composite(block, self.background)
+            yield Batch(list(block))
 
     def content_hash(self) -> str:
         h = hashlib.sha256()
@@ -158,6 +204,7 @@ class DatasetSource(Source):
         step = 256
         for i in range(0, len(self.rows), step):
             h.update(np.ascontiguousarray(arr[self.rows[i:i + step]]).tobytes())
+        _hash_background(h, self.background)
         return h.hexdigest()
 
 
@@ -169,15 +216,27 @@ class CheckpointSource(Source):
     runtime: object = None
 
     @classmethod
-    def open(cls, path: Path, n: int, seed: int, runtime, truncation: float = 1.0) -> CheckpointSource:
+    def open(cls, path: Path, n: int, seed: int, runtime, truncation: float = 1.0,
+             background: tuple[int, int, int] | None = None) -> CheckpointSource:
         from ganplug.checkpoint import load_generator
 
         loaded = load_generator(path, device=runtime.device)
         if loaded.spec.image_to_image:
             raise UserError(f"{path} is an image-to-image model; `ganplug eval` samples generators driven by z.")
         src = cls(kind="checkpoint", path=Path(loaded.path), loaded=loaded, seeds=list(range(seed, seed + n)),
-                  truncation=truncation, runtime=runtime, count=n, size=loaded.spec.size)
+                  truncation=truncation, runtime=runtime, count=n, size=loaded.spec.size,
+                  background=background if loaded.spec.channels == 4 else None)
+        if loaded.spec.channels == 4:
+            src.notes.append(_alpha_note(n, "RGBA samples", src.background))
         return src
+
+    def trained_background(self) -> tuple[int, int, int] | None:
+        """The colour the training images' transparency was composited onto (None for RGBA models)."""
+        from ganplug.data.decode import parse_color
+
+        if self.spec.channels == 4:
+            return None
+        return parse_color(self.loaded.meta.get("train", {}).get("background") or "white")
 
     @property
     def G(self):
@@ -194,8 +253,8 @@ class CheckpointSource(Source):
                                 runtime=self.runtime):
             if imgs.shape[1] == 1:
                 imgs = imgs.repeat(1, 3, 1, 1)
-            arr = imgs[:, :3].permute(0, 2, 3, 1).contiguous().numpy()
-            yield Batch(list(arr))
+            arr = imgs.permute(0, 2, 3, 1).contiguous().numpy()
+            yield Batch(list(composite(arr, self.background) if arr.shape[-1] == 4 else arr))
 
     def describe(self) -> dict:
         d = super().describe()
@@ -224,9 +283,26 @@ def is_checkpoint_path(path: Path) -> bool:
     return (path.is_file() and path.suffix == ".safetensors") or (path.is_dir() and (path / "checkpoints").is_dir())
 
 
+def resolve_background(option: str, fake: Source | None = None) -> tuple[int, int, int] | None:
+    """`--background`: "none" drops alpha (clean-fid); a colour composites onto it; "auto" is the colour a
+    FAKE generator's training images were composited onto, and drops alpha when FAKE is not a generator."""
+    from ganplug.data.decode import parse_color
+
+    option = (option or "auto").strip().lower()
+    if option == "none":
+        return None
+    if option == "auto":
+        return fake.trained_background() if isinstance(fake, CheckpointSource) else None
+    try:
+        return parse_color(option)
+    except DataError as e:
+        raise UserError(f"--background: {e} (or auto, none).") from None
+
+
 def open_source(path, *, role: str, n: int | None, seed: int, runtime=None, truncation: float = 1.0,
-                workers: int = 2) -> Source:
-    """Work out what `path` is and open it; `role` is "fake" or "real" (for messages and rules)."""
+                workers: int = 2, background: tuple[int, int, int] | None = None) -> Source:
+    """Work out what `path` is and open it; `role` is "fake" or "real" (for messages and rules).
+    `background`: what transparent images are composited onto (None: alpha dropped)."""
     from ganplug.data.dataset import is_prepared_dataset
 
     path = Path(path).expanduser()
@@ -240,12 +316,12 @@ def open_source(path, *, role: str, n: int | None, seed: int, runtime=None, trun
     if is_checkpoint_path(path):
         if role == "real":
             raise UserError(f"{path} is a checkpoint or run folder; REAL must be images, a dataset or a .npz file.")
-        return CheckpointSource.open(path, n or 10000, seed, runtime, truncation)
+        return CheckpointSource.open(path, n or 10000, seed, runtime, truncation, background)
     if path.is_dir() and is_prepared_dataset(path):
         # A held-out split (`ganplug prep --holdout`) is the fair real reference: unseen by training.
         split = "holdout" if role == "real" and (Path(path) / "holdout" / "images.npy").is_file() else "train"
-        return DatasetSource.open(path, n, seed, split=split)
+        return DatasetSource.open(path, n, seed, split=split, background=background)
     if path.is_dir():
-        return FolderSource.open(path, n, seed, workers)
+        return FolderSource.open(path, n, seed, workers, background)
     raise UserError(f"{role.upper()} {path} is neither a folder, a prepared dataset, a checkpoint (.safetensors) "
                     "nor a statistics file (.npz).")

@@ -19,12 +19,20 @@ def _refuse_existing(path: Path, force: bool) -> None:
         raise UserError(f"{path} already exists; pass --force to overwrite it or choose another name.")
 
 
-def _load(ckpt: Path, device: str, precision: str):
+def _load(ckpt: Path, device: str, precision: str, *, translator: bool = False):
+    """The checkpoint's EMA generator, refusing a seed-driven model where a translator is needed and back."""
     from ganplug.checkpoint import load_generator
     from ganplug.device import make_runtime
 
     rt = make_runtime(device, precision)
     model = load_generator(ckpt, device=rt.device)
+    if model.spec.image_to_image and not translator:
+        raise UserError(f"{model.path} is an image-to-image ({model.spec.arch}) model: it translates images rather "
+                        "than drawing them from seeds. Use `ganplug translate CKPT sketch.png --out out.png`.")
+    if translator and not model.spec.image_to_image:
+        raise UserError(f"{model.path} is a {model.spec.arch} generator that draws images from seeds; translating "
+                        "needs a pix2pix model (`ganplug prep SRC DATA --pairs edges`, then "
+                        "`ganplug train DATA --arch pix2pix`).")
     rt.prepare_module(model.G)
     return model, rt
 
@@ -213,7 +221,47 @@ def rank(
     typer.echo(f"wrote {out}: best {best} on top, worst {worst} below. Best seeds (D score): {top}")
 
 
+def translate(
+    ckpt: Path = typer.Argument(..., help=CKPT_HELP),
+    images: list[Path] = typer.Argument(..., help="Input images (sketches, edge maps...)."),
+    out: Path = typer.Option(None, help="Write the translation of the one input here (.png)."),
+    outdir: Path = typer.Option(None, help="Write one PNG per input here, named after it."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
+    force: bool = typer.Option(False, help="Overwrite existing output files."),
+) -> None:
+    """Translate images with an image-to-image (pix2pix) model: a sketch in, a rendered image out."""
+    from ganplug.latent import load_target, trained_background
+    from ganplug.sampling import save_image_atomic, to_pil, to_uint8
+
+    if (out is None) == (outdir is None):
+        raise UserError("give exactly one of --out image.png (one input) or --outdir DIR.")
+    if out is not None and len(images) != 1:
+        raise UserError(f"--out takes one input and {len(images)} were given; use --outdir DIR for several.")
+    targets = [out] if out is not None else [outdir / f"{p.stem}.png" for p in images]
+    if len(set(targets)) != len(targets):
+        raise UserError("two inputs have the same name, so their outputs would collide; rename one.")
+    for t in targets:
+        _refuse_existing(t, force)
+    model, rt = _load(ckpt, device, precision, translator=True)
+    inputs = []
+    for path in images:
+        target = load_target(path, model.spec.size, model.G.cfg.in_channels, trained_background(model.meta))
+        for note in target.notices:
+            typer.echo(f"note: {note}")
+        inputs.append(target.image)
+    if outdir is not None:
+        outdir.mkdir(parents=True, exist_ok=True)
+    for src, dst, img in zip(images, targets, inputs, strict=True):
+        x = rt.prepare_images(img[None].float() / 127.5 - 1.0)
+        with torch.no_grad(), rt.autocast():
+            y = model.G(x)
+        save_image_atomic(to_pil(to_uint8(y).cpu()[0]), dst)
+        typer.echo(f"wrote {dst} (from {src})")
+
+
 def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
     app.command("interpolate")(interpolate)
     app.command("rank")(rank)
+    app.command("translate")(translate)

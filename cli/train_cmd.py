@@ -37,7 +37,8 @@ def _dataset_size(data: Path | None) -> int | None:
 def train(
     data: Path = typer.Argument(None, help="Image folder or prepared dataset (`ganplug prep`)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder for checkpoints, samples and logs."),
-    arch: str = typer.Option("dcgan", help="Model family."),
+    arch: str = typer.Option("dcgan", help="Model family: dcgan, stylegan, or pix2pix (image to image, trained "
+                             "on pairs from `ganplug prep --pairs`)."),
     size: int = typer.Option(None, help="Image size in pixels, a power of two (default: a prepared dataset's "
                              "size, else 64)."),
     steps: int = typer.Option(10_000, help="Generator updates."),
@@ -77,6 +78,7 @@ def train(
     r1_gamma: float = typer.Option(None, help="StyleGAN R1 weight (default 0.0002 * size^2 / batch)."),
     pl_weight: float = typer.Option(0.0, help="StyleGAN path-length regularisation weight (0 = off, 2 = paper)."),
     style_mixing: float = typer.Option(0.9, help="StyleGAN style-mixing probability."),
+    l1_weight: float = typer.Option(100.0, help="pix2pix: weight of the L1 distance to the target image."),
     model: list[str] = typer.Option([], "--model", help="Other model options as KEY=VALUE (repeatable)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16 (autocast)."),
@@ -120,7 +122,7 @@ def train(
         allow_partial=allow_partial,
         device=device, precision=precision, channels_last=channels_last, model=model_opts,
         aug=aug, aug_p=aug_p, aug_ops=aug_ops, ada_target=ada_target, r1_gamma=r1_gamma, pl_weight=pl_weight,
-        style_mixing=style_mixing, max_seconds=minutes * 60,
+        style_mixing=style_mixing, max_seconds=minutes * 60, l1_weight=l1_weight,
     )
     cfg.validate()
     if on_collapse not in ("warn", "stop", "rollback"):
@@ -134,7 +136,9 @@ def train(
     reporter = Reporter()
     try:
         collapse_watch = None
-        if watch:
+        from ganplug.models import takes_images
+
+        if watch and not takes_images(arch):  # the watch samples z; image-to-image models have none
             from ganplug.train.watch import CollapseWatch, WatchSettings
 
             collapse_watch = CollapseWatch.for_config(cfg, WatchSettings(every=watch_every, on_collapse=on_collapse))

@@ -112,24 +112,44 @@ class Target:
     notices: list[str] = field(default_factory=list)
 
 
-def load_target(path: Path, size: int, channels: int) -> Target:
-    """Read an image file for projection, converted to the model's channels and (with a notice) size."""
+def trained_background(meta: dict) -> tuple[int, int, int]:
+    """The colour a model's training images had their transparency composited onto (white by default)."""
+    from ganplug.data.decode import parse_color
+
+    return parse_color(meta.get("train", {}).get("background") or "white")
+
+
+def as_model_input(img: Image.Image, size: int, channels: int,
+                   background: tuple[int, int, int] = (255, 255, 255)) -> Tensor:
+    """A PIL image in a model's channels and size: uint8 [C, H, W]. Transparency is composited onto the
+    colour the model was trained with, as training did; dropping alpha would leave it black."""
+    from ganplug.data.decode import apply_background
+
+    if channels == 4:
+        img = img.convert("RGBA")
+    else:
+        img = apply_background(img.convert("RGBA") if img.mode not in ("RGB", "RGBA") else img, background, False)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
+
+
+def load_target(path: Path, size: int, channels: int, background: tuple[int, int, int] = (255, 255, 255)) -> Target:
+    """Read an image file for projection or translation, in the model's channels and (with a notice) size."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path} does not exist or is not a file; give the image to project.")
+        raise UserError(f"{path} does not exist or is not a file; give a PNG, JPEG or WebP image.")
     try:
         with Image.open(path) as im:
             im.load()
-            img = im.convert("RGBA" if channels == 4 else "RGB")
+            img = im.copy()
     except (UnidentifiedImageError, OSError) as e:
         raise UserError(f"{path} is not an image ganplug can read ({e}); give a PNG, JPEG or WebP file.") from None
     notices = []
     if img.size != (size, size):
         notices.append(f"{path.name} is {img.size[0]}x{img.size[1]}; resized to {size}x{size} (the model's size)"
                        + (" and squashed to a square" if img.size[0] != img.size[1] else "") + ".")
-        img = img.resize((size, size), Image.Resampling.LANCZOS)
-    arr = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
-    return Target(image=arr, notices=notices)
+    return Target(image=as_model_input(img, size, channels, background), notices=notices)
 
 
 # ----------------------------------------------------------------------------------- image distances

@@ -80,3 +80,8 @@ def build_models(arch: str, cfg: Any) -> tuple[nn.Module, nn.Module, ModelSpec]:
     fam = get_family(arch)
     g, d = fam.build(cfg)
     return g, d, fam.spec(cfg)
+
+
+def takes_images(arch: str) -> bool:
+    """True for image-to-image families (their config has `in_channels`: the width of the A side)."""
+    return "in_channels" in {f.name for f in dataclasses.fields(get_family(arch).config_cls)}

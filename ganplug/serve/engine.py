@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ganplug.checkpoint import LoadedModel
 from ganplug.device import Runtime
@@ -157,11 +156,12 @@ def run_stylemix(work: Work, req: S.StyleMixRequest) -> S.ImagesResponse:
 
 def upload_as_model_input(work: Work, image_b64: str) -> torch.Tensor:
     """An uploaded image, checked against the limits, in the model's mode and size: uint8 [C, H, W]."""
-    spec = work.loaded.spec
+    from ganplug.latent import as_model_input, trained_background
+
+    spec, G = work.loaded.spec, work.loaded.G
     img = decode_upload(image_b64, work.settings.max_upload_bytes, work.settings.max_upload_pixels)
-    mode = "RGBA" if spec.channels == 4 else "RGB"
-    arr = np.asarray(img.convert(mode).resize((spec.size, spec.size), Image.LANCZOS), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    channels = G.cfg.in_channels if spec.image_to_image else spec.channels
+    return as_model_input(img, spec.size, channels, trained_background(work.loaded.meta))
 
 
 def run_translate(work: Work, req: S.TranslateRequest) -> S.ImagesResponse:

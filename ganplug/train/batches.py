@@ -17,13 +17,18 @@ IN_RAM_LIMIT = 2 << 30  # datasets up to 2 GiB are copied into RAM; larger ones 
 
 
 class BatchSource:
-    def __init__(self, dataset: ImageDataset, batch: int, *, seed: int, mirror: bool, runtime: Runtime):
+    """`pairs=True` (image-to-image): each batch is cat([A, B], dim=1), both sides flipped together."""
+
+    def __init__(self, dataset: ImageDataset, batch: int, *, seed: int, mirror: bool, runtime: Runtime,
+                 pairs: bool = False):
         self.n = len(dataset)
         self.batch, self.seed, self.mirror, self.rt = batch, seed, mirror, runtime
         self.dataset = dataset
+        self.pairs = pairs
         self.ram: torch.Tensor | None = None
-        if dataset.images.nbytes <= IN_RAM_LIMIT:
-            self.ram = torch.from_numpy(np.array(dataset.images)).permute(0, 3, 1, 2)  # writable copy
+        arrays = [dataset.pairs_a, dataset.images] if pairs else [dataset.images]
+        if sum(a.nbytes for a in arrays) <= IN_RAM_LIMIT:  # writable copies, A channels first
+            self.ram = torch.cat([torch.from_numpy(np.array(a)).permute(0, 3, 1, 2) for a in arrays], dim=1)
         self._perm_epoch = -1
         self._perm: torch.Tensor | None = None
 
@@ -49,6 +54,8 @@ class BatchSource:
         idx = self.indices(k)
         if self.ram is not None:
             x = self.ram.index_select(0, idx)
+        elif self.pairs:
+            x = torch.cat(self.dataset.batch_pairs(idx.numpy()), dim=1)
         else:
             x = self.dataset.batch(idx.numpy())
         x = self.rt.prepare_images(x)

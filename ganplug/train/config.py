@@ -29,6 +29,7 @@ class TrainConfig:
     beta2: float = 0.999
     loss: str = "nonsat"  # nonsat (BCE with logits) | hinge | wgan-gp
     gp_weight: float = 10.0  # WGAN-GP penalty weight
+    l1_weight: float = 100.0  # pix2pix: weight of the L1 distance to the target image (lambda in the paper)
     d_steps: int = 1  # D updates per G update (5 is usual for WGAN-GP)
     label_smoothing: float = 0.0  # one-sided: real targets 1 - a
     label_noise: float = 0.0  # real targets ~ U[1 - a, 1], fake targets ~ U[0, a]
@@ -88,6 +89,8 @@ class TrainConfig:
             raise UserError("--r1-gamma and --pl-weight must be 0 or more, --r1-interval at least 1.")
         if not 0.0 <= self.style_mixing <= 1.0:
             raise UserError(f"--style-mixing must be in [0, 1], not {self.style_mixing}.")
+        if self.l1_weight < 0:
+            raise UserError(f"--l1-weight must be 0 or more, not {self.l1_weight}.")
         if self.freeze_d < 0:
             raise UserError("--freeze-d must be 0 or more.")
 

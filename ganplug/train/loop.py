@@ -23,8 +23,8 @@ from PIL import Image
 from ganplug import checkpoint as ckpt
 from ganplug.device import Runtime, make_runtime
 from ganplug.errors import CheckpointError, UserError
-from ganplug.models import build_models, config_from_dict
-from ganplug.sampling import make_grid, render_latents, save_animation, save_image_atomic, z_from_seeds
+from ganplug.models import build_models, config_from_dict, takes_images
+from ganplug.sampling import make_grid, render_latents, save_animation, save_image_atomic, to_uint8, z_from_seeds
 from ganplug.train.batches import BatchSource
 from ganplug.train.config import TrainConfig
 from ganplug.train.ema import ema_beta, recalibrate_batchnorm, update_ema
@@ -198,6 +198,19 @@ def _init_from(path: str, arch: str, G, D, G_ema, allow_partial: bool = False) -
         module.load_state_dict(own)
     return src, notes
 
+def _rgb(x: torch.Tensor) -> torch.Tensor:
+    return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x[:, :3]
+
+
+def translation_grid(G: torch.nn.Module, pairs: torch.Tensor, in_channels: int, runtime: Runtime) -> Image.Image:
+    """Rows of (input, translation, target) triplets, two triplets per row."""
+    a, b = pairs[:, :in_channels], pairs[:, in_channels:]
+    with torch.no_grad(), runtime.autocast():
+        out = G(a)
+    trip = torch.stack([to_uint8(_rgb(a)).cpu(), to_uint8(_rgb(out)).cpu(), to_uint8(_rgb(b)).cpu()], dim=1)
+    return make_grid(trip.flatten(0, 1), nrow=6)
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -225,7 +238,18 @@ def train(
         prepare_run_dir(run_dir, resume=False, force=force)
     runtime = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
 
-    model_cfg = config_from_dict(cfg.arch, {"size": cfg.size, "channels": dataset.channels, **cfg.model})
+    shape = {"size": cfg.size, "channels": dataset.channels}
+    if takes_images(cfg.arch):  # image-to-image: trained on aligned (A, B) pairs
+        if dataset.pairs_a is None:
+            raise UserError(f"--arch {cfg.arch} learns from aligned pairs, and {cfg.data} has none. Prepare them with "
+                            f"`ganplug prep SRC OUT --pairs edges` (sketches derived from the images) or "
+                            "`--pairs A_DIR,B_DIR` (two folders matched by file name).")
+        shape["in_channels"] = int(dataset.pairs_a.shape[3])
+        if watch is not None:
+            watch = None  # the collapse watch samples z; a translator has none
+            if reporter:
+                reporter.message("the mode-collapse watch is for generators driven by z; it is off for pix2pix")
+    model_cfg = config_from_dict(cfg.arch, {**shape, **cfg.model})
     torch.manual_seed(cfg.seed)
     G, D, spec = build_models(cfg.arch, model_cfg)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
@@ -260,8 +284,14 @@ def train(
                                                              "skipped": dataset.meta.get("skipped", [])[:20]}}
     (run_dir / CONFIG_NAME).write_text(json.dumps({**meta_base, "init_from": str(init_src or "")}, indent=2))
 
-    batches = BatchSource(dataset, cfg.batch, seed=cfg.seed, mirror=cfg.mirror, runtime=runtime)
-    grid_z = z_from_seeds(range(cfg.grid_samples), G.z_dim, runtime.device)
+    batches = BatchSource(dataset, cfg.batch, seed=cfg.seed, mirror=cfg.mirror, runtime=runtime,
+                          pairs=spec.image_to_image)
+    if spec.image_to_image:  # the grid shows fixed pairs: input | translation | target
+        rows = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.grid_samples // 4]
+        grid_pairs = runtime.prepare_images(torch.cat(dataset.batch_pairs(rows.sort().values.numpy()), dim=1))
+        grid_pairs = grid_pairs.float() / 127.5 - 1.0
+    else:
+        grid_z = z_from_seeds(range(cfg.grid_samples), G.z_dim, runtime.device)
     sinks = open_sinks(run_dir, start if resume else None)
     samples_dir = run_dir / "samples"
     samples_dir.mkdir(exist_ok=True)
@@ -275,8 +305,11 @@ def train(
 
     def write_samples(step: int) -> Path:
         calibrate(step)
-        imgs = render_latents(G_ema, grid_z, runtime=runtime)
         path = samples_dir / f"step-{step:06d}.png"
+        if spec.image_to_image:
+            save_image_atomic(translation_grid(G_ema, grid_pairs, model_cfg.in_channels, runtime), path)
+            return path
+        imgs = render_latents(G_ema, grid_z, runtime=runtime)
         save_image_atomic(make_grid(imgs, nrow=int(math.ceil(math.sqrt(len(imgs))))), path)
         return path
 

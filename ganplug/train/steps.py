@@ -17,6 +17,7 @@ from ganplug.device import Runtime
 from ganplug.train import losses
 from ganplug.train.config import TrainConfig
 from ganplug.train.penalties import wgan_gp_penalty
+from ganplug.train.pix2pix_step import Pix2PixStep
 from ganplug.train.stylegan_loss import StyleGANStep
 
 
@@ -95,7 +96,7 @@ class ClassicStep:
 StepBuilder = Callable[[nn.Module, nn.Module, torch.optim.Optimizer, torch.optim.Optimizer, TrainConfig, Runtime],
                        TrainStep]
 
-STEP_BUILDERS: dict[str, StepBuilder] = {"dcgan": ClassicStep, "stylegan": StyleGANStep}
+STEP_BUILDERS: dict[str, StepBuilder] = {"dcgan": ClassicStep, "stylegan": StyleGANStep, "pix2pix": Pix2PixStep}
 
 
 def build_step(arch: str, *args) -> TrainStep:

@@ -1,0 +1,76 @@
+"""pix2pix training step: conditional adversarial loss on (input, output) pairs plus lambda * L1.
+
+D sees cat([A, B]) for real pairs and cat([A, G(A)]) for fake ones and scores every patch; its loss is
+halved, as in the paper, to slow D relative to G. G minimises the adversarial loss on its pairs plus
+`l1_weight` times the mean absolute difference to the target B (lambda = 100 in the paper): L1 holds
+the low frequencies, the PatchGAN the texture.
+
+The loop hands the step `cat([A, B], dim=1)`: one tensor, so batches, flips and the rest of the loop
+stay as they are for every family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ganplug.device import Runtime
+from ganplug.train import losses
+from ganplug.train.config import TrainConfig
+
+
+def split_pair(x: Tensor, in_channels: int) -> tuple[Tensor, Tensor]:
+    """cat([A, B], dim=1) -> (A, B)."""
+    return x[:, :in_channels], x[:, in_channels:]
+
+
+class Pix2PixStep:
+    def __init__(self, G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
+                 cfg: TrainConfig, runtime: Runtime):
+        self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
+        self.cfg, self.rt = cfg, runtime
+        self.in_channels = G.cfg.in_channels
+
+    def __call__(self, next_real: Callable[[], Tensor], step: int) -> dict[str, float]:
+        cfg, rt, G, D = self.cfg, self.rt, self.G, self.D
+        for _ in range(cfg.d_steps):
+            a, b = split_pair(next_real(), self.in_channels)
+            with rt.autocast():
+                fake = G(a)
+                real_logits = D(torch.cat([a, b], dim=1)).flatten()
+                fake_logits = D(torch.cat([a, fake.detach()], dim=1)).flatten()
+            loss_d = 0.5 * losses.d_loss(cfg.loss, real_logits, fake_logits, smoothing=cfg.label_smoothing,
+                                         noise=cfg.label_noise)
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_D.step()
+        trainable = [p for p in D.parameters() if p.requires_grad]
+        for p in trainable:
+            p.requires_grad_(False)
+        with rt.autocast():
+            fake_logits_g = D(torch.cat([a, fake], dim=1)).flatten()
+        loss_adv = losses.g_loss(cfg.loss, fake_logits_g)
+        loss_l1 = (fake.float() - b.float()).abs().mean()
+        loss_g = loss_adv + cfg.l1_weight * loss_l1
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        for p in trainable:
+            p.requires_grad_(True)
+        self.opt_G.step()
+        return {
+            "loss/G": loss_g.item(),
+            "loss/G_adv": loss_adv.item(),
+            "loss/L1": loss_l1.item(),
+            "loss/D": loss_d.item(),
+            "scores/real": real_logits.float().mean().item(),
+            "scores/fake": fake_logits.float().mean().item(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

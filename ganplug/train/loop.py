@@ -198,6 +198,7 @@ def _init_from(path: str, arch: str, G, D, G_ema, allow_partial: bool = False) -
         module.load_state_dict(own)
     return src, notes
 
+
 def _rgb(x: torch.Tensor) -> torch.Tensor:
     return x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x[:, :3]
 
@@ -248,7 +249,7 @@ def train(
         if watch is not None:
             watch = None  # the collapse watch samples z; a translator has none
             if reporter:
-                reporter.message("the mode-collapse watch is for generators driven by z; it is off for pix2pix")
+                reporter.message(f"the mode-collapse watch is for generators driven by z; it is off for {cfg.arch}")
     model_cfg = config_from_dict(cfg.arch, {**shape, **cfg.model})
     torch.manual_seed(cfg.seed)
     G, D, spec = build_models(cfg.arch, model_cfg)

@@ -93,7 +93,15 @@ def _response(work: Work, kind: str, req: S._Output, images: list[S.ImageOut], t
                             elapsed_s=round(time.perf_counter() - t0, 4))
 
 
+def _require_seed_driven(work: Work, what: str) -> None:
+    if work.loaded.spec.image_to_image:
+        raise ApiError(422, "not_supported",
+                       f"model {work.model_name!r} is an image-to-image ({work.loaded.spec.arch}) model: it translates "
+                       f"an uploaded image and cannot {what} from seeds; use /v1/translate.")
+
+
 def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
+    _require_seed_driven(work, "generate")
     t0 = time.perf_counter()
     if req.seeds:
         seeds = list(req.seeds)
@@ -108,6 +116,7 @@ def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
 
 
 def run_variations(work: Work, req: S.VariationsRequest) -> S.ImagesResponse:
+    _require_seed_driven(work, "make variations")
     t0 = time.perf_counter()
     check_count(req.count, work.settings, "variations")
     base = z_from_seeds([req.seed], work.loaded.spec.z_dim)
@@ -119,6 +128,7 @@ def run_variations(work: Work, req: S.VariationsRequest) -> S.ImagesResponse:
 
 
 def run_interpolate(work: Work, req: S.InterpolateRequest) -> S.ImagesResponse:
+    _require_seed_driven(work, "interpolate")
     t0 = time.perf_counter()
     check_count(req.frames, work.settings, "frames")
     if req.frames > work.settings.max_frames:

@@ -71,6 +71,10 @@ def test_server_translates_like_the_command_line(p2p_run, tmp_path):
         info = client.get("/v1/models").json()["models"][0]
         assert info["arch"] == "pix2pix" and info["supports"]["translate"] and not info["supports"]["generate"]
         r = client.post("/v1/translate", json={"image": base64.b64encode(src.read_bytes()).decode()})
+        for kind, body in (("generate", {"seeds": [1]}), ("variations", {"seed": 1}),
+                           ("interpolate", {"seeds": [1, 2], "frames": 3})):
+            refused = client.post(f"/v1/{kind}", json=body)
+            assert refused.status_code == 422 and "/v1/translate" in refused.json()["error"], kind
     assert r.status_code == 200, r.text
     served = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]["png"]))))
     np.testing.assert_array_equal(served, np.asarray(Image.open(tmp_path / "cli.png")))

@@ -231,7 +231,7 @@ def translate(
     force: bool = typer.Option(False, help="Overwrite existing output files."),
 ) -> None:
     """Translate images with an image-to-image (pix2pix) model: a sketch in, a rendered image out."""
-    from ganplug.latent import load_target, trained_background
+    from ganplug.latent import load_target
     from ganplug.sampling import save_image_atomic, to_pil, to_uint8
 
     if (out is None) == (outdir is None):
@@ -246,7 +246,7 @@ def translate(
     model, rt = _load(ckpt, device, precision, translator=True)
     inputs = []
     for path in images:
-        target = load_target(path, model.spec.size, model.G.cfg.in_channels, trained_background(model.meta))
+        target = load_target(path, model.spec.size, model.G.cfg.in_channels, model.background)
         for note in target.notices:
             typer.echo(f"note: {note}")
         inputs.append(target.image)

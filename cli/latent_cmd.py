@@ -84,7 +84,7 @@ def project(
     from safetensors.torch import save as st_save
 
     from ganplug.atomic import atomic_write_bytes
-    from ganplug.latent import load_target, trained_background
+    from ganplug.latent import load_target
     from ganplug.latent import project as run_projection
     from ganplug.sampling import save_animation, save_image_atomic, to_pil
 
@@ -96,7 +96,7 @@ def project(
         raise UserError(f"{clashes[0]} already exists; pass --force to overwrite the projection in {out}, "
                         "or choose another --out.")
     model, rt = _load(ckpt, device)
-    target = load_target(image, model.spec.size, model.spec.channels, trained_background(model.meta))
+    target = load_target(image, model.spec.size, model.spec.channels, model.background)
     for note in target.notices:
         typer.echo(f"note: {note}")
     with Progress(transient=True) as bar:

@@ -232,11 +232,7 @@ class CheckpointSource(Source):
 
     def trained_background(self) -> tuple[int, int, int] | None:
         """The colour the training images' transparency was composited onto (None for RGBA models)."""
-        from ganplug.data.decode import parse_color
-
-        if self.spec.channels == 4:
-            return None
-        return parse_color(self.loaded.meta.get("train", {}).get("background") or "white")
+        return None if self.spec.channels == 4 else self.loaded.background
 
     @property
     def G(self):

@@ -220,6 +220,14 @@ class LoadedModel:
     meta: dict[str, Any]
     path: Path
 
+    @property
+    def background(self) -> tuple[int, int, int]:
+        """The colour its training images' transparency was composited onto (`ganplug train --background`):
+        inputs and reference images with alpha are shown to the model on it, as training did."""
+        from ganplug.data.decode import parse_color
+
+        return parse_color(self.meta.get("train", {}).get("background") or "white")
+
 
 def model_config_of(meta: dict[str, Any], path: Path) -> Any:
     try:

@@ -112,13 +112,6 @@ class Target:
     notices: list[str] = field(default_factory=list)
 
 
-def trained_background(meta: dict) -> tuple[int, int, int]:
-    """The colour a model's training images had their transparency composited onto (white by default)."""
-    from ganplug.data.decode import parse_color
-
-    return parse_color(meta.get("train", {}).get("background") or "white")
-
-
 def as_model_input(img: Image.Image, size: int, channels: int,
                    background: tuple[int, int, int] = (255, 255, 255)) -> Tensor:
     """A PIL image in a model's channels and size: uint8 [C, H, W]. Transparency is composited onto the

@@ -166,12 +166,12 @@ def run_stylemix(work: Work, req: S.StyleMixRequest) -> S.ImagesResponse:
 
 def upload_as_model_input(work: Work, image_b64: str) -> torch.Tensor:
     """An uploaded image, checked against the limits, in the model's mode and size: uint8 [C, H, W]."""
-    from ganplug.latent import as_model_input, trained_background
+    from ganplug.latent import as_model_input
 
     spec, G = work.loaded.spec, work.loaded.G
     img = decode_upload(image_b64, work.settings.max_upload_bytes, work.settings.max_upload_pixels)
     channels = G.cfg.in_channels if spec.image_to_image else spec.channels
-    return as_model_input(img, spec.size, channels, trained_background(work.loaded.meta))
+    return as_model_input(img, spec.size, channels, work.loaded.background)
 
 
 def run_translate(work: Work, req: S.TranslateRequest) -> S.ImagesResponse:

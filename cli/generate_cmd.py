@@ -60,8 +60,11 @@ def _render_saved_latent(model, path: Path, rt) -> torch.Tensor:
     except (OSError, ValueError) as e:
         raise UserError(f"--latent {path} could not be read as a .npy array ({e}); pass the latent.npy that "
                         "`ganplug project` wrote.") from None
-    record_path = path.with_name("projection.json")
-    space = json.loads(record_path.read_text()).get("space") if record_path.is_file() else None
+    space = None
+    try:  # projection.json says which space the latent is in; without it, the size tells
+        space = json.loads(path.with_name("projection.json").read_text()).get("space")
+    except (OSError, ValueError, AttributeError):
+        pass
     spec = model.spec
     w_size = spec.num_ws * model.G.w_dim if spec.style_based else None
     if space is None:  # no record beside it: tell z from w by the size

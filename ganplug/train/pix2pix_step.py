@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ganplug.device import Runtime
 from ganplug.train import losses
 from ganplug.train.config import TrainConfig
+from ganplug.train.frozen import frozen
 
 
 def split_pair(x: Tensor, in_channels: int) -> tuple[Tensor, Tensor]:
@@ -47,18 +48,14 @@ class Pix2PixStep:
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
-        trainable = [p for p in D.parameters() if p.requires_grad]
-        for p in trainable:
-            p.requires_grad_(False)
-        with rt.autocast():
-            fake_logits_g = D(torch.cat([a, fake], dim=1)).flatten()
-        loss_adv = losses.g_loss(cfg.loss, fake_logits_g)
-        loss_l1 = (fake.float() - b.float()).abs().mean()
-        loss_g = loss_adv + cfg.l1_weight * loss_l1
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        for p in trainable:
-            p.requires_grad_(True)
+        with frozen(D):
+            with rt.autocast():
+                fake_logits_g = D(torch.cat([a, fake], dim=1)).flatten()
+            loss_adv = losses.g_loss(cfg.loss, fake_logits_g)
+            loss_l1 = (fake.float() - b.float()).abs().mean()
+            loss_g = loss_adv + cfg.l1_weight * loss_l1
+            self.opt_G.zero_grad(set_to_none=True)
+            loss_g.backward()
         self.opt_G.step()
         return {
             "loss/G": loss_g.item(),

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ganplug.device import Runtime
 from ganplug.train import losses
 from ganplug.train.config import TrainConfig
+from ganplug.train.frozen import frozen
 from ganplug.train.penalties import wgan_gp_penalty
 from ganplug.train.pix2pix_step import Pix2PixStep
 from ganplug.train.stylegan_loss import StyleGANStep
@@ -63,17 +64,12 @@ class ClassicStep:
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
-        # D's weights get no gradient from the G update: skipping it saves a third of that backward pass.
-        trainable = [p for p in D.parameters() if p.requires_grad]
-        for p in trainable:
-            p.requires_grad_(False)
-        with rt.autocast():
-            fake_logits_g = D(fake)
-        loss_g = losses.g_loss(cfg.loss, fake_logits_g)
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        for p in trainable:
-            p.requires_grad_(True)
+        with frozen(D):
+            with rt.autocast():
+                fake_logits_g = D(fake)
+            loss_g = losses.g_loss(cfg.loss, fake_logits_g)
+            self.opt_G.zero_grad(set_to_none=True)
+            loss_g.backward()
         self.opt_G.step()
         stats.update({
             "loss/G": loss_g.item(),

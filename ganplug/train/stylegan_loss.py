@@ -30,6 +30,7 @@ from ganplug.device import Runtime
 from ganplug.models.stylegan import mix_styles
 from ganplug.train.augment import AdaController, augment, resolve_ops
 from ganplug.train.config import TrainConfig
+from ganplug.train.frozen import frozen
 from ganplug.train.penalties import path_length_penalty, r1_penalty
 
 PL_INTERVAL = 4
@@ -152,18 +153,12 @@ class StyleGANStep:
             if self.r1_gamma > 0 and d_index % self.r1_interval == 0:
                 stats["loss/r1"] = self._d_r1(real).item()
 
-        # D's weights need no gradient for the G update: switch them off for speed (restoring Freeze-D's choice).
-        d_flags = [p.requires_grad for p in self.D.parameters()]
-        self.D.requires_grad_(False)
-        try:
+        with frozen(self.D):
             with self.rt.autocast():
                 gen_logits = self.D(self._aug(fake))
             loss_g = F.softplus(-gen_logits.float()).mean()
             self.opt_G.zero_grad(set_to_none=True)
             loss_g.backward()
-        finally:
-            for p, flag in zip(self.D.parameters(), d_flags, strict=True):
-                p.requires_grad_(flag)
         self.opt_G.step()
         if self.pl_weight > 0 and step % PL_INTERVAL == 0:
             stats["loss/pl"] = self._g_pl().item()

@@ -313,20 +313,18 @@ def evaluate(fake, real=None, *, json_path=None, force: bool = False, options: E
     if pr_space is not None:
         fa = fake_pool if pr_space == "inception-pool3" else fake_c.array("hand")
         ra = real_pool if pr_space == "inception-pool3" else real_c.array("hand")
-        if "pr" in runnable:
-            def _pr():
+        # (metric, function, k, the number reported as "value")
+        for name, fn, k, headline in (("pr", prdc.precision_recall, 3, "precision"),
+                                      ("dc", prdc.density_coverage, 5, "coverage")):
+            if name not in runnable:
+                continue
+
+            def _run(fn=fn, k=k):
                 fid_m.check_finite(fa, "FAKE features")
-                return {"value": None, **prdc.precision_recall(ra, fa, 3), "feature_space": pr_space}
-            _metric_guard(results, skipped, "pr", _pr)
-            if "pr" in results:
-                results["pr"]["value"] = results["pr"]["precision"]
-        if "dc" in runnable:
-            def _dc():
-                fid_m.check_finite(fa, "FAKE features")
-                return {"value": None, **prdc.density_coverage(ra, fa, 5), "feature_space": pr_space}
-            _metric_guard(results, skipped, "dc", _dc)
-            if "dc" in results:
-                results["dc"]["value"] = results["dc"]["coverage"]
+                return {"value": None, **fn(ra, fa, k), "feature_space": pr_space}
+            _metric_guard(results, skipped, name, _run)
+            if name in results:
+                results[name]["value"] = results[name][headline]
     if "swd" in runnable:
         def _swd():
             r = swd.swd(real_c.swd.finalize(), fake_c.swd.finalize(), fake_c.swd.levels, opts.seed)

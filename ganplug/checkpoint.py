@@ -268,7 +268,24 @@ def load_discriminator(path: Path | str, device: str | torch.device = "cpu") -> 
 
 def restore_optimizer(opt: torch.optim.Optimizer, name: str, tensors: dict[str, torch.Tensor],
                       meta: dict[str, Any]) -> None:
+    """Load a saved optimiser state, each moment tensor laid out in memory like its parameter.
+
+    Checkpoints store tensors contiguous, while a channels_last parameter has other strides; fused Adam
+    walks parameter and state storage element by element, so a contiguous state next to a channels_last
+    parameter pairs the wrong elements and resume drifts from the uninterrupted run.
+    """
     opt.load_state_dict(_unflatten_optimizer(name, tensors, meta["optimizers"][name]))
+    match_param_layout(opt)
+
+
+def match_param_layout(opt: torch.optim.Optimizer) -> None:
+    """Give every state tensor shaped like its parameter that parameter's strides (values unchanged)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

@@ -13,9 +13,13 @@ def register(app: typer.Typer) -> None:
 
     @group.command("list")
     def list_command(
-        weights_dir: Path = typer.Option(None, "--weights-dir", help="Folder searched first."),
+        weights_dir: Path = typer.Option(None, "--weights-dir",
+                                         help="Folder searched first (must be writable only by you)."),
     ) -> None:
-        """Show each file: where it was found (and its hash check) or every place searched."""
+        """Show each file: where it was found (and its hash check), why it was refused, or every place searched.
+
+        The system temp folder is never searched; a file other users could have written is refused.
+        """
         from ganplug.eval.features.weights import survey
 
         for row in survey(weights_dir):
@@ -29,7 +33,8 @@ def register(app: typer.Typer) -> None:
     @group.command("fetch")
     def fetch_command(
         keys: list[str] = typer.Argument(None, help="inception, vgg16, lpips-vgg16 (default: all)."),
-        dest: Path = typer.Option(None, "--dest", help="Target folder (default ~/.cache/ganplug)."),
+        dest: Path = typer.Option(None, "--dest",
+                                  help="Target folder (default ~/.cache/ganplug); must be writable only by you."),
         force: bool = typer.Option(False, "--force", help="Download again even if present."),
     ) -> None:
         """Download with hash verification; without internet, says where to put each file."""

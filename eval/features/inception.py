@@ -29,13 +29,17 @@ from torch import nn
 from ganplug.device import Runtime
 from ganplug.errors import UserError
 from ganplug.eval.features.inception_arch import INPUT_SIZE, NUM_LOGITS, POOL_DIM, ConvBN, InceptionFID
-from ganplug.eval.features.weights import FoundWeights, WeightsError
+from ganplug.eval.features.weights import FoundWeights, WeightsError, check_safe_to_load
 
 FID_MODES = ("clean", "legacy")
 
 
 def load_scripted(path) -> torch.jit.ScriptModule:
-    """Load the TorchScript file and check it has the interface clean-fid and StyleGAN2-ADA rely on."""
+    """Load the TorchScript file and check it has the interface clean-fid and StyleGAN2-ADA rely on.
+
+    TorchScript runs code when loaded, so a file that another user could have written is refused first.
+    """
+    check_safe_to_load(path, "TorchScript Inception file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

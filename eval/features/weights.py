@@ -1,17 +1,27 @@
 """Where pretrained network files come from, and whether they are the files we think they are.
 
 Each file is found in this order: `--weights-dir`, `$GANPLUG_WEIGHTS`, `~/.cache/ganplug`, then the
-places other tools keep the same file (clean-fid's download folder, torch hub's checkpoint folder, the
-`lpips` package's bundled weights), so a machine that already ran clean-fid or torchvision needs
-nothing new. A file whose SHA-256 differs from the published one is refused (naming both hashes)
-unless the caller explicitly allows unverified weights, as the tests do with seeded stand-ins; results
-then say `"verified": false` so nobody mistakes them for published-comparable numbers.
+places other tools keep the same file in the user's own folders (torch hub's checkpoint folder, the
+`lpips` package's bundled weights), so a machine that already ran torchvision needs nothing new.
+
+The system temp folder (`/tmp`, `tempfile.gettempdir()`, where clean-fid downloads its Inception file) is
+never searched: anyone can put a file there, and `inception-2015-12-05.pt` is TorchScript, which runs code
+when loaded. For the same reason a file that is found is refused (WeightsError, exit 2) when it, or the
+folder it sits in, could have been written by another user: group- or world-writable, or owned by someone
+other than the current user or root; or when a folder above it is world-writable without the sticky bit
+(so the folder could be swapped). `check_safe_to_load` is also called right before any TorchScript load.
+
+A file whose SHA-256 differs from the published one is refused (naming both hashes) unless the caller
+explicitly allows unverified weights, as the tests do with seeded stand-ins; results then say
+`"verified": false` so nobody mistakes them for published-comparable numbers. A file whose hash is not
+pinned (Inception: no published digest found) is used and reported `"verified": false`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -35,7 +45,9 @@ INCEPTION = WeightFile(
     key="inception",
     filename="inception-2015-12-05.pt",
     url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
-    sha256=None,  # not yet pinned: recorded by `ganplug weights fetch` output on a machine with internet
+    # Not pinned: no published digest was found (clean-fid and StyleGAN2-ADA download it without a check).
+    # Record it from `ganplug weights fetch` output on a machine with internet.
+    sha256=None,
     sha256_prefix=None,
     used_by=("fid", "kid", "is", "pr", "dc"),
     what="TorchScript Inception-v3 (TF 2015-12-05 graph) used by clean-fid and StyleGAN2-ADA",
@@ -83,15 +95,15 @@ def ganplug_cache_dir() -> Path:
 
 def search_dirs(spec: WeightFile, weights_dir: str | os.PathLike | None = None) -> list[Path]:
     """Folders searched for `spec`, first match wins."""
-    dirs: list[Path] = []
+    chosen: list[Path] = []  # named by the user: checked like any other folder, never dropped silently
     if weights_dir:
-        dirs.append(Path(weights_dir).expanduser())
+        chosen.append(Path(weights_dir).expanduser())
     env = os.environ.get("GANPLUG_WEIGHTS")
     if env:
-        dirs.append(Path(env).expanduser())
-    dirs.append(ganplug_cache_dir())
-    if spec.key == "inception":
-        dirs.append(Path("/tmp"))  # clean-fid downloads its Inception file into /tmp (./ on Windows)
+        chosen.append(Path(env).expanduser())
+    dirs: list[Path] = [ganplug_cache_dir()]
+    # Never the system temp folder: clean-fid downloads its Inception file into /tmp, but anyone can put a
+    # file there, and that file is TorchScript (code). See `temp_copies` for the hint given instead.
     try:
         import torch.hub
 
@@ -107,8 +119,101 @@ def search_dirs(spec: WeightFile, weights_dir: str | os.PathLike | None = None) 
                 dirs.append(Path(found.origin).parent / "weights" / "v0.1")
         except (ImportError, ValueError):
             pass
+    temp = {_real(Path(tempfile.gettempdir())), _real(Path("/tmp"))}
+    dirs = chosen + [d for d in dirs if _real(d) not in temp]
     seen: set[Path] = set()
     return [d for d in dirs if not (d in seen or seen.add(d))]
+
+
+def _real(path: Path) -> Path:
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return path
+
+
+def _trusted_uids() -> set[int]:
+    return {os.getuid(), 0}
+
+
+def _who(st: os.stat_result) -> str:
+    return f"owned by uid {st.st_uid}, not you (uid {os.getuid()}) or root"
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why files in `folder` could have been put there by another user, or None."""
+    try:
+        st = folder.stat()
+    except OSError as e:
+        return f"its folder {folder} cannot be checked ({e.strerror or e})"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        return (f"it sits in {folder}, which other users can write to (mode {mode:#o}); keep weights in a "
+                f"folder only you can write to, e.g. `chmod go-w {folder}` or move the file to {ganplug_cache_dir()}")
+    if st.st_uid not in _trusted_uids():
+        return f"it sits in {folder}, which is {_who(st)}"
+    for up in folder.parents:  # an ancestor others can write to (no sticky bit) lets them swap the folder
+        try:
+            ust = up.stat()
+        except OSError:
+            continue
+        umode = stat.S_IMODE(ust.st_mode)
+        if umode & 0o002 and not umode & stat.S_ISVTX:
+            return (f"its folder {folder} is inside {up}, which every user can write to (mode {umode:#o}, no "
+                    f"sticky bit), so the folder could be replaced")
+    return None
+
+
+def unsafe_reason(path: str | os.PathLike) -> str | None:
+    """Why the weights file at `path` must not be trusted (another user could have written it), or None.
+
+    Checked: the file itself (after following a symlink) is not group- or world-writable and is owned by
+    the current user or root; the folder holding it (and the folder holding the symlink, if it is one)
+    passes the same two checks; and no folder above those is world-writable without the sticky bit.
+    Not checked on Windows, which has no POSIX modes or uids.
+    """
+    if not hasattr(os, "getuid"):
+        return None
+    given = Path(path)
+    real = _real(given)
+    try:
+        st = real.stat()
+    except OSError as e:
+        return f"it cannot be checked ({e.strerror or e})"
+    mode = stat.S_IMODE(st.st_mode)
+    shown = f"{real}" if real != given else "it"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{shown} is not a regular file"
+    if mode & 0o022:
+        return (f"{shown} can be modified by other users (mode {mode:#o}); if you trust its contents, "
+                f"`chmod go-w {real}`")
+    if st.st_uid not in _trusted_uids():
+        return f"{shown} is {_who(st)}"
+    for folder in dict.fromkeys((_real(given.parent), real.parent)):
+        problem = _folder_problem(folder)
+        if problem:
+            return problem
+    return None
+
+
+def check_safe_to_load(path: str | os.PathLike, what: str = "weights file") -> None:
+    """Raise WeightsError naming `path` when another user could have written it (see `unsafe_reason`)."""
+    reason = unsafe_reason(path)
+    if reason:
+        raise WeightsError(f"refusing to use {path} ({what}): {reason}. A file that other users could have "
+                           f"written is never loaded, whatever its hash (TorchScript files run code when loaded).")
+
+
+def temp_copies(spec: WeightFile) -> list[Path]:
+    """Copies of `spec` in the system temp folder (never used; named in the not-found message)."""
+    out = []
+    for d in dict.fromkeys((Path(tempfile.gettempdir()), Path("/tmp"))):
+        try:
+            if (d / spec.filename).is_file():
+                out.append(d / spec.filename)
+        except OSError:
+            pass
+    return out
 
 
 def sha256_file(path: Path) -> str:
@@ -141,7 +246,10 @@ def missing_message(spec: WeightFile, weights_dir=None) -> str:
     return (f"{spec.filename} ({spec.what}; {expected_hash_text(spec)}) was not found; searched {where}. "
             f"Download it from {spec.url} on a machine with internet (or run `ganplug weights fetch "
             f"{spec.key}` there) and put it in {ganplug_cache_dir()} or a folder given by --weights-dir "
-            f"or $GANPLUG_WEIGHTS.")
+            f"or $GANPLUG_WEIGHTS (a folder only you can write to)."
+            + "".join(f" {p} was not used: the system temp folder is never searched, since any user can put a "
+                      f"file there; if you downloaded it yourself, check it and move it to {ganplug_cache_dir()}."
+                      for p in temp_copies(spec)))
 
 
 def locate(key: str, weights_dir=None, allow_unverified: bool = False) -> FoundWeights | None:
@@ -151,6 +259,7 @@ def locate(key: str, weights_dir=None, allow_unverified: bool = False) -> FoundW
         path = d / spec.filename
         if not path.is_file():
             continue
+        check_safe_to_load(path, spec.what)
         digest = sha256_file(path)
         ok = check_hash(spec, digest)
         if ok is False and not allow_unverified:
@@ -178,7 +287,10 @@ def fetch(key: str, dest_dir=None, force: bool = False, timeout: float = 60.0) -
         found = locate(key, dest)
         assert found is not None
         return found
-    dest.mkdir(parents=True, exist_ok=True)
+    dest.mkdir(parents=True, exist_ok=True, mode=0o755)
+    problem = _folder_problem(_real(dest))
+    if hasattr(os, "getuid") and problem:
+        raise WeightsError(f"refusing to download {spec.filename} into {dest}: {problem}.")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dest)
     tmp = Path(tmp_name)
     try:
@@ -217,6 +329,9 @@ def survey(weights_dir=None) -> list[dict]:
                "searched": [str(d) for d in search_dirs(spec, weights_dir)], "found": None, "status": "missing"}
         try:
             found = locate(key, weights_dir, allow_unverified=True)
+        except WeightsError as e:
+            row["status"] = f"REFUSED: {e}"
+            found = None
         except OSError as e:
             row["status"] = f"unreadable ({e})"
             found = None

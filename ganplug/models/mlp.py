@@ -37,6 +37,8 @@ class MLPConfig:
             )
         if min(self.z_dim, self.hidden, self.g_layers, self.d_layers) < 1:
             raise UserError("z_dim, hidden, g_layers and d_layers must be positive.")
+        if max(self.g_layers, self.d_layers) > 64:  # each layer is a Python object: a billion would never build
+            raise UserError(f"g_layers and d_layers must be at most 64, not {self.g_layers} and {self.d_layers}.")
 
 
 def _stack(n_in: int, width: int, layers: int, n_out: int, act: type[nn.Module], **act_kw) -> nn.Sequential:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from ganplug.errors import UserError
@@ -65,14 +66,19 @@ def get_family(name: str) -> Family:
 def config_from_dict(arch: str, values: dict[str, Any]) -> Any:
     """Build a family's config from a dict (CLI options or checkpoint JSON), refusing unknown keys."""
     cls = get_family(arch).config_cls
+    if not isinstance(values, dict):
+        raise UserError(f"{arch} options must be a mapping of names to values, not a {type(values).__name__}.")
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(map(str, set(values) - names))
     if unknown:
         raise UserError(f"{arch} does not take option(s) {', '.join(unknown)}; it takes {', '.join(sorted(names))}.")
-    cfg = cls(**values)
-    validate = getattr(cfg, "validate", None)
-    if validate is not None:
-        validate()
+    try:  # values of the wrong type (a checkpoint's JSON says "8" or [8]) fail in validate's comparisons
+        cfg = cls(**values)
+        validate = getattr(cfg, "validate", None)
+        if validate is not None:
+            validate()
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{arch} options have values of the wrong type ({e}).") from None
     return cfg
 
 
@@ -80,6 +86,38 @@ def build_models(arch: str, cfg: Any) -> tuple[nn.Module, nn.Module, ModelSpec]:
     fam = get_family(arch)
     g, d = fam.build(cfg)
     return g, d, fam.spec(cfg)
+
+
+# Weights (parameters and buffers) of G and D together. The largest configurations ganplug trains (StyleGAN at
+# 512 px, capacity 4, 16 mapping layers) have about 0.75 G; 2 G (8 GB as fp32) leaves room and refuses the
+# damaged or absurd settings (base_channels=100000) that would otherwise try to allocate hundreds of GB.
+MAX_WEIGHTS = 2_000_000_000
+
+
+def _weights(module: nn.Module) -> int:
+    return sum(t.numel() for t in (*module.parameters(), *module.buffers()))
+
+
+def count_weights(arch: str, cfg: Any) -> tuple[int, int]:
+    """(G, D) weight counts, built on the meta device: shapes only, no memory, no RNG draws."""
+    fam = get_family(arch)
+    try:
+        with torch.device("meta"):  # thread-local: other threads keep allocating on their own devices
+            g, d = fam.build(cfg)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise UserError(f"{arch} options do not make a buildable model ({e}).") from None
+    return _weights(g), _weights(d)
+
+
+def check_budget(arch: str, cfg: Any, max_weights: int = MAX_WEIGHTS) -> tuple[int, int]:
+    """Refuse a configuration too large to allocate before anyone allocates it; returns (G, D) weight counts."""
+    g, d = count_weights(arch, cfg)
+    if g + d > max_weights:
+        sizes = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items() if isinstance(v, int | float))
+        raise UserError(f"this {arch} model would have {g + d:,} weights (generator {g:,}, discriminator {d:,}; "
+                        f"{(g + d) * 4 / 2**30:,.0f} GiB as fp32), over the limit of {max_weights:,}: its options "
+                        f"({sizes}) are damaged or absurd.")
+    return g, d
 
 
 def takes_images(arch: str) -> bool:

@@ -4,6 +4,10 @@ Every generation request becomes a job in a worker thread. `POST /v1/<kind>` wai
 the images (JSON with base64 PNGs, or `?format=png` for one PNG); `POST /v1/jobs/<kind>` returns the
 job at once, to poll (`GET /v1/jobs/<id>`), stream (`GET /v1/jobs/<id>/events`) or cancel
 (`DELETE /v1/jobs/<id>`). Errors are `{"error": sentence, "code": word}` with a 4xx status.
+
+The request models come from `schema.request_models(settings)`, so the schema at /docs states the limits
+this server enforces; a full job queue answers 429 with Retry-After; a checkpoint that cannot be served is
+listed under `unusable` in /v1/models and never breaks the other models.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ganplug import __version__
 from ganplug.checkpoint import load_generator
@@ -37,6 +42,8 @@ from ganplug.serve.settings import ServeSettings
 log = logging.getLogger("ganplug.serve")
 
 ERROR_RESPONSES = {code: {"model": S.ErrorBody} for code in (400, 401, 404, 413, 415, 421, 422)}
+BUSY_RESPONSE = {429: {"model": S.ErrorBody, "description": "The job queue is full; retry after `Retry-After` s.",
+                       "headers": {"Retry-After": {"schema": {"type": "integer"}}}}}
 
 
 class Server:
@@ -48,7 +55,8 @@ class Server:
         self.runtime = make_runtime(settings.device, settings.precision)
         self.catalog = ModelCatalog(settings.models)
         self.cache = ModelCache(self._load, settings.memory_budget_mb << 20)
-        self.jobs = JobQueue(workers=settings.workers, keep=settings.jobs_kept)
+        self.jobs = JobQueue(workers=settings.workers, keep=settings.jobs_kept, max_pending=settings.max_jobs)
+        self.kinds = S.request_models(settings)  # request bodies bounded by this server's limits
 
     def _load(self, entry: ModelEntry):
         loaded = load_generator(entry.path, device=self.runtime.device)
@@ -65,13 +73,21 @@ class Server:
         return S.ModelInfo(name=entry.name, arch=spec.arch, size=spec.size, channels=spec.channels, z_dim=spec.z_dim,
                            step=entry.step, loaded=self.cache.is_loaded(entry), supports=supports)
 
+    def loaded(self, entry: ModelEntry):
+        """The entry's generator; a file whose weights do not load becomes unusable, with its reason."""
+        try:
+            return self.cache.get(entry)
+        except UserError as e:
+            reason = self.catalog.refuse(entry, str(e))
+            raise ApiError(422, "model_unusable", f"model {entry.name!r} cannot be used: {reason}") from None
+
     def submit(self, kind: str, req: S._Output):
-        entry = self.catalog.resolve(req.model)  # unknown model: 404 now, not inside the job
+        entry = self.catalog.resolve(req.model)  # unknown or unusable model: 404/422 now, not inside the job
         runner = RUNNERS[kind]
 
         def work(ctx):
             ctx.progress(0.0, f"loading {entry.name}")
-            loaded = self.cache.get(entry)
+            loaded = self.loaded(entry)
             return runner(Work(entry.name, loaded, self.runtime, self.settings, ctx), req)
 
         return self.jobs.submit(kind, work)
@@ -82,8 +98,47 @@ def job_info(job, with_result: bool = True) -> S.JobInfo:
                      error=job.error, created=job.created, result=job.result if with_result else None)
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "code": code}, status_code=status)
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
+
+
+# Request fields bounded by a server limit (see schema.request_models): going over one is refused with the
+# limit's own code and a sentence naming the option that sets it, not as a generic validation error.
+_LIMITED = {
+    "count": ("batch_too_large", "images per request (--max-batch)"),
+    "seeds": ("batch_too_large", "seeds per request"),
+    "frames": ("batch_too_large", "frames per request (never more than --max-batch)"),
+    "row_seeds": ("batch_too_large", "row seeds per request"),
+    "col_seeds": ("batch_too_large", "column seeds per request"),
+    "size": ("too_large", "px a side (--max-side)"),
+    "width": ("too_large", "px a side (--max-side)"),
+    "height": ("too_large", "px a side (--max-side)"),
+}
+
+
+def _over_limit(exc: RequestValidationError) -> JSONResponse | None:
+    """A 422 naming the server limit a request went over, or None when the request is wrong otherwise."""
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        field = loc[1] if len(loc) == 2 and loc[0] == "body" else None  # the field itself, not one of its items
+        ctx = err.get("ctx") or {}
+        limit = ctx.get("le", ctx.get("max_length"))
+        if field in _LIMITED and err.get("type") in ("less_than_equal", "too_long") and limit is not None:
+            code, unit = _LIMITED[field]
+            given = ctx.get("actual_length", err.get("input"))
+            return _error(422, code, f"{field}: {given} is over this server's limit of {limit} {unit}.")
+    return None
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route at this path answers: Starlette's own 405 names only the first route that
+    matched the path (GET /v1/jobs/{id} hides DELETE), so ask every route about every method."""
+    routes = request.app.router.routes
+    return ", ".join(m for m in _METHODS
+                     if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes))
 
 
 def _validation_sentence(exc: RequestValidationError) -> str:
@@ -154,7 +209,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # ------------------------------------------------------------------ errors: always a JSON sentence
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(UserError)
     async def _user_error(request: Request, exc: UserError):
@@ -162,12 +217,16 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        return _error(422, "invalid_request", _validation_sentence(exc))
+        return _over_limit(exc) or _error(422, "invalid_request", _validation_sentence(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        headers, message = dict(exc.headers or {}), str(exc.detail)
+        if exc.status_code == 405:  # RFC 9110: a 405 must say which methods the resource does allow
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+            message = f"{request.method} is not allowed on {request.url.path}; it answers {headers['Allow']}."
+        return _error(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
@@ -186,7 +245,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 given = auth[7:].strip()
             if not secrets.compare_digest(given.encode(), settings.token.encode()):
                 return _error(401, "unauthorized", "this server needs its token: send `Authorization: Bearer TOKEN` "
-                                                   "(or open the page as /?token=TOKEN).")
+                                                   "(or open the page as /?token=TOKEN).",
+                              {"WWW-Authenticate": "Bearer"})  # RFC 9110: a 401 names its scheme
         return await call_next(request)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
@@ -196,7 +256,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @v1.get("/health", response_model=S.Health, tags=["server"])
     def health() -> S.Health:
         return S.Health(version=__version__, device=str(server.runtime.device),
-                        models=len(server.catalog.entries()), jobs_active=server.jobs.active())
+                        models=len(server.catalog.entries()), unusable=len(server.catalog.unusable()),
+                        jobs_active=server.jobs.active())
 
     @v1.get("/version", response_model=S.Version, tags=["server"])
     def version() -> S.Version:
@@ -204,7 +265,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @v1.get("/models", response_model=S.ModelList, tags=["models"])
     def models() -> S.ModelList:
-        return S.ModelList(models=[server.model_info(e) for e in server.catalog.entries().values()])
+        usable = [server.model_info(e) for e in server.catalog.entries().values()]
+        unusable = [S.UnusableModel(name=u.name, reason=u.reason) for u in server.catalog.unusable().values()]
+        return S.ModelList(models=usable, unusable=unusable)
 
     def add_kind(kind: str, req_cls: type) -> None:
         async def run_sync(req, format=Query("json")):
@@ -225,11 +288,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
         run_job.__annotations__.update(req=req_cls)
         v1.add_api_route(f"/{kind}", run_sync, methods=["POST"], response_model=S.ImagesResponse, tags=["generate"],
                          summary=f"{kind} (waits for the images)",
-                         responses={200: {"content": {"image/png": {}}}, 409: {"model": S.ErrorBody}})
+                         responses={200: {"content": {"image/png": {}}}, 409: {"model": S.ErrorBody}, **BUSY_RESPONSE})
         v1.add_api_route(f"/jobs/{kind}", run_job, methods=["POST"], response_model=S.JobInfo, status_code=202,
-                         tags=["jobs"], summary=f"{kind} as a job (returns at once)")
+                         tags=["jobs"], summary=f"{kind} as a job (returns at once)", responses=BUSY_RESPONSE)
 
-    for kind, req_cls in S.KINDS.items():
+    for kind, req_cls in server.kinds.items():
         add_kind(kind, req_cls)
 
     @v1.get("/jobs", response_model=S.JobList, tags=["jobs"])

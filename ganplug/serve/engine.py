@@ -50,10 +50,11 @@ def output_size(req: S._Output, native: int, count: int, settings: ServeSettings
     return w, h
 
 
-def check_count(count: int, settings: ServeSettings, what: str = "images") -> None:
-    if count > settings.max_batch:
+def check_count(count: int, limit: int, what: str = "images") -> None:
+    """The request schema states the same limits; this also covers counts it cannot express (rows x columns)."""
+    if count > limit:
         raise ApiError(422, "batch_too_large", f"{count} {what} is more than this server's limit of "
-                                               f"{settings.max_batch} per request; split the request or use a job.")
+                                               f"{limit} per request; split the request.")
 
 
 def variation_seed(seed: int, index: int) -> int:
@@ -108,7 +109,7 @@ def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
     else:
         start = req.seed if req.seed is not None else secrets.randbelow(2**32)
         seeds = [(start + i) % 2**32 for i in range(req.count)]
-    check_count(len(seeds), work.settings)
+    check_count(len(seeds), work.settings.max_batch)
     z = z_from_seeds(seeds, work.loaded.spec.z_dim)
     label = f"{work.model_name} #%d"
     images = _render(work, z, req, [{"seed": s, "label": label % s} for s in seeds])
@@ -118,7 +119,7 @@ def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
 def run_variations(work: Work, req: S.VariationsRequest) -> S.ImagesResponse:
     _require_seed_driven(work, "make variations")
     t0 = time.perf_counter()
-    check_count(req.count, work.settings, "variations")
+    check_count(req.count, work.settings.max_batch, "variations")
     base = z_from_seeds([req.seed], work.loaded.spec.z_dim)
     noise = z_from_seeds([variation_seed(req.seed, i) for i in range(1, req.count + 1)], work.loaded.spec.z_dim)
     z = slerp(base.expand_as(noise), noise, req.strength)
@@ -130,9 +131,7 @@ def run_variations(work: Work, req: S.VariationsRequest) -> S.ImagesResponse:
 def run_interpolate(work: Work, req: S.InterpolateRequest) -> S.ImagesResponse:
     _require_seed_driven(work, "interpolate")
     t0 = time.perf_counter()
-    check_count(req.frames, work.settings, "frames")
-    if req.frames > work.settings.max_frames:
-        raise ApiError(422, "batch_too_large", f"{req.frames} frames is over the limit of {work.settings.max_frames}.")
+    check_count(req.frames, work.settings.frame_limit, "frames")
     if req.frames < len(req.seeds):
         raise ApiError(422, "bad_request", f"{req.frames} frames cannot visit {len(req.seeds)} seeds; "
                                            f"ask for at least {len(req.seeds)} frames.")
@@ -148,7 +147,7 @@ def run_stylemix(work: Work, req: S.StyleMixRequest) -> S.ImagesResponse:
         raise ApiError(422, "not_supported", f"model {work.model_name!r} is a {spec.arch} generator without "
                                              "style layers; style mixing needs a style-based model.")
     n = len(req.row_seeds) * len(req.col_seeds)
-    check_count(n, work.settings)
+    check_count(n, work.settings.max_batch)
     crossover = spec.num_ws // 2 if req.crossover is None else req.crossover
     if not 0 < crossover < spec.num_ws:
         raise ApiError(422, "bad_request", f"crossover must be between 1 and {spec.num_ws - 1} for this model.")

@@ -3,15 +3,19 @@
 A job moves queued -> running -> done | failed | cancelled. The work function receives a `JobContext`
 to report progress and to learn, at each checkpoint, that it was cancelled; a cancelled job stops at
 its next checkpoint (one generator call) and a queued one never starts.
+
+The queue holds at most `max_pending` unfinished jobs: past that a submit is refused with 429 and a
+Retry-After estimated from recent job times, instead of piling up work (and memory) without end.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +42,7 @@ class Job:
     error_code: str = "internal"
     result: Any = None
     created: float = field(default_factory=time.time)
+    started: float | None = None  # monotonic clock, for the Retry-After estimate
     cancel_event: threading.Event = field(default_factory=threading.Event)
     future: Future | None = None
     version: int = 0  # bumped at every change, so event streams send only news
@@ -68,16 +73,22 @@ class JobContext:
 
 
 class JobQueue:
-    def __init__(self, workers: int = 1, keep: int = 64):
+    def __init__(self, workers: int = 1, keep: int = 64, max_pending: int = 16):
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None  # started on first use, again after a shutdown
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._keep = keep
+        self._max_pending = max_pending
+        self._durations: deque[float] = deque(maxlen=16)  # seconds the latest jobs ran
 
     def submit(self, kind: str, work: Callable[[JobContext], Any]) -> Job:
+        """Queue a job, or refuse with 429 when `max_pending` jobs are already queued or running."""
         job = Job(id=uuid.uuid4().hex[:16], kind=kind)
         with self._lock:
+            pending = sum(1 for j in self._jobs.values() if not j.finished)
+            if pending >= self._max_pending:
+                raise self._full(pending)
             self._jobs[job.id] = job
             self._forget_old()
             if self._pool is None:
@@ -85,6 +96,16 @@ class JobQueue:
             pool = self._pool
         job.future = pool.submit(self._run, job, work)
         return job
+
+    def _full(self, pending: int) -> ApiError:
+        wait = self._retry_after()
+        return ApiError(429, "busy", f"the server already has {pending} jobs queued or running, its limit; "
+                                     f"try again in {wait} s.", headers={"Retry-After": str(wait)})
+
+    def _retry_after(self) -> int:
+        """Seconds until a slot is likely free: a recent job's time over the workers, 1 to 60 (caller holds lock)."""
+        mean = sum(self._durations) / len(self._durations) if self._durations else 1.0
+        return max(1, min(60, math.ceil(mean / self._workers)))
 
     def _set(self, job: Job, **changes) -> None:
         with self._lock:
@@ -96,7 +117,7 @@ class JobQueue:
         if job.cancel_event.is_set():
             self._set(job, state=JobState.cancelled, message="cancelled before it started")
             return
-        self._set(job, state=JobState.running, message="running")
+        self._set(job, state=JobState.running, message="running", started=time.monotonic())
         try:
             result = work(JobContext(job, self._lock))
         except JobCancelled:
@@ -113,6 +134,9 @@ class JobQueue:
                       error_status=500, error_code="internal", message="failed")
         else:
             self._set(job, state=JobState.done, progress=1.0, result=result, message="done")
+        finally:
+            with self._lock:
+                self._durations.append(time.monotonic() - job.started)
 
     def get(self, job_id: str) -> Job:
         with self._lock:

@@ -2,6 +2,10 @@
 
 The plugins cannot import pydantic (they run in Krita's and Blender's own Pythons), so they build plain
 dicts; tests/plugins checks that every dict they build validates against these models.
+
+The request models are made per server by `request_models(settings)`: the bounds a server enforces on
+images per request, frames and output sides come from its settings, so its schema (/docs) states them and
+a request over them is refused as it is parsed. The module-level names are those of a default server.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ganplug.serve.settings import ServeSettings
+
 API_VERSION = "v1"
+MAX_SEED_LIST = 64  # seeds an interpolation visits, rows or columns of a style mix
 
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="A seed names one latent; same seed, same image.")]
 ModelName = Annotated[
@@ -19,7 +26,6 @@ ModelName = Annotated[
     Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$", description="A name from GET /v1/models."),
 ]
 Truncation = Annotated[float, Field(ge=0.0, le=2.0, description="1 = full variety; lower = safer, blander.")]
-Side = Annotated[int, Field(ge=8, le=8192, description="Output side in pixels (resampled from the model's size).")]
 
 
 class _Strict(BaseModel):
@@ -27,47 +33,68 @@ class _Strict(BaseModel):
 
 
 class _Output(_Strict):
-    model: ModelName | None = Field(None, description="Model name; omitted = the first model.")
-    truncation: Truncation = 1.0
-    size: Side | None = Field(None, description="Square output side; overridden by width/height.")
-    width: Side | None = None
-    height: Side | None = None
-    tileable: bool = Field(False, description="Seamless: left/right and top/bottom edges continue each other.")
+    """Options every request has (its subclasses are made per server by `request_models`)."""
 
 
-class GenerateRequest(_Output):
-    seeds: list[Seed] | None = Field(None, min_length=1, description="Explicit seeds (one image each).")
-    count: int = Field(1, ge=1, le=4096, description="Images to make when `seeds` is omitted.")
-    seed: Seed | None = Field(None, description="First of `count` consecutive seeds; omitted = random.")
+def request_models(limits: ServeSettings) -> dict[str, type[_Output]]:
+    """The request models of a server with these limits, by kind: their bounds are the ones it enforces."""
+    # distinct names: a class body cannot see an enclosing name it also assigns (`frames`)
+    most_images, most_frames, most_side = limits.max_batch, limits.frame_limit, limits.max_side
+    Side = Annotated[int, Field(ge=8, le=most_side,
+                                description="Output side in pixels (resampled from the model's size).")]
+    mix = f"; rows x columns at most {most_images}."
+
+    class Output(_Output):
+        model: ModelName | None = Field(None, description="Model name; omitted = the first model.")
+        truncation: Truncation = 1.0
+        size: Side | None = Field(None, description="Square output side; overridden by width/height.")
+        width: Side | None = None
+        height: Side | None = None
+        tileable: bool = Field(False, description="Seamless: left/right and top/bottom edges continue each other.")
+
+    class GenerateRequest(Output):
+        seeds: list[Seed] | None = Field(None, min_length=1, max_length=most_images,
+                                         description="Explicit seeds (one image each).")
+        count: int = Field(1, ge=1, le=most_images, description="Images to make when `seeds` is omitted.")
+        seed: Seed | None = Field(None, description="First of `count` consecutive seeds; omitted = random.")
+
+    class VariationsRequest(Output):
+        seed: Seed
+        count: int = Field(min(4, most_images), ge=1, le=most_images)
+        strength: float = Field(0.3, ge=0.0, le=1.0, description="0 = the seed's own image, 1 = unrelated images.")
+
+    class InterpolateRequest(Output):
+        seeds: list[Seed] = Field(min_length=2, max_length=max(2, min(MAX_SEED_LIST, most_frames)))
+        frames: int = Field(max(2, min(8, most_frames)), ge=2, le=max(2, most_frames))
+        loop: bool = False
+
+    class StyleMixRequest(Output):
+        row_seeds: list[Seed] = Field(min_length=1, max_length=min(MAX_SEED_LIST, most_images),
+                                      description="Seeds giving the coarse styles" + mix)
+        col_seeds: list[Seed] = Field(min_length=1, max_length=min(MAX_SEED_LIST, most_images),
+                                      description="Seeds giving the fine styles" + mix)
+        crossover: int | None = Field(None, ge=0, le=64, description="First style layer taken from col seeds.")
+
+    class TranslateRequest(Output):
+        image: str = Field(description="The input image: base64 of a PNG/JPEG/WebP file.", min_length=1)
+
+    class ProjectRequest(Output):
+        image: str = Field(description="The image to find in the model's latent space: base64 PNG/JPEG/WebP.",
+                           min_length=1)
+        steps: int = Field(200, ge=1, le=5000)
+        seed: Seed = 0
+
+    return {"generate": GenerateRequest, "variations": VariationsRequest, "interpolate": InterpolateRequest,
+            "stylemix": StyleMixRequest, "translate": TranslateRequest, "project": ProjectRequest}
 
 
-class VariationsRequest(_Output):
-    seed: Seed
-    count: int = Field(4, ge=1, le=4096)
-    strength: float = Field(0.3, ge=0.0, le=1.0, description="0 = the seed's own image, 1 = unrelated images.")
-
-
-class InterpolateRequest(_Output):
-    seeds: list[Seed] = Field(min_length=2, max_length=64)
-    frames: int = Field(8, ge=2, le=10000)
-    loop: bool = False
-
-
-class StyleMixRequest(_Output):
-    row_seeds: list[Seed] = Field(min_length=1, max_length=64, description="Seeds giving the coarse styles.")
-    col_seeds: list[Seed] = Field(min_length=1, max_length=64, description="Seeds giving the fine styles.")
-    crossover: int | None = Field(None, ge=0, le=64, description="First style layer taken from col seeds.")
-
-
-class TranslateRequest(_Output):
-    image: str = Field(description="The input image: base64 of a PNG/JPEG/WebP file.", min_length=1)
-
-
-class ProjectRequest(_Output):
-    image: str = Field(description="The image to find in the model's latent space: base64 PNG/JPEG/WebP.",
-                       min_length=1)
-    steps: int = Field(200, ge=1, le=5000)
-    seed: Seed = 0
+KINDS: dict[str, type[_Output]] = request_models(ServeSettings())
+GenerateRequest = KINDS["generate"]
+VariationsRequest = KINDS["variations"]
+InterpolateRequest = KINDS["interpolate"]
+StyleMixRequest = KINDS["stylemix"]
+TranslateRequest = KINDS["translate"]
+ProjectRequest = KINDS["project"]
 
 
 class ImageOut(BaseModel):
@@ -112,8 +139,15 @@ class ModelInfo(BaseModel):
     supports: Supports
 
 
+class UnusableModel(BaseModel):
+    name: str
+    reason: str = Field(description="Why the checkpoint cannot be served (damaged, foreign, too large...).")
+
+
 class ModelList(BaseModel):
     models: list[ModelInfo]
+    unusable: list[UnusableModel] = Field(default_factory=list,
+                                          description="Checkpoints found under --models that cannot be served.")
 
 
 class Health(BaseModel):
@@ -122,6 +156,7 @@ class Health(BaseModel):
     api: str = API_VERSION
     device: str
     models: int
+    unusable: int = Field(0, description="Checkpoints found that cannot be served (see GET /v1/models).")
     jobs_active: int
 
 
@@ -156,13 +191,3 @@ class JobList(BaseModel):
 class ErrorBody(BaseModel):
     error: str = Field(description="One sentence saying what was wrong and how to fix it.")
     code: str
-
-
-KINDS: dict[str, type[_Output]] = {
-    "generate": GenerateRequest,
-    "variations": VariationsRequest,
-    "interpolate": InterpolateRequest,
-    "stylemix": StyleMixRequest,
-    "translate": TranslateRequest,
-    "project": ProjectRequest,
-}

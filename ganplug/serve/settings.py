@@ -38,6 +38,7 @@ class ServeSettings:
     max_upload_pixels: int = 4096 * 4096  # decoded pixels of an uploaded image
     chunk: int = 8  # images per generator call: the granularity of progress and cancel
     jobs_kept: int = 64  # finished jobs remembered for polling
+    max_jobs: int = 16  # jobs queued or running at once; more are answered 429 with Retry-After
     allowed_hosts: tuple[str, ...] = field(default=())  # Host headers accepted; () = derived from `host`
 
     def validate(self) -> None:
@@ -51,13 +52,18 @@ class ServeSettings:
         if not 0 <= self.port <= 65535:
             raise UserError(f"--port {self.port} is not a TCP port (0-65535).")
         for name in ("workers", "memory_budget_mb", "max_batch", "max_frames", "max_side", "max_upload_bytes",
-                     "max_upload_pixels", "chunk", "jobs_kept"):
+                     "max_upload_pixels", "chunk", "jobs_kept", "max_jobs"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, not {getattr(self, name)}.")
         for p in self.models:
             if not Path(p).exists():
                 raise UserError(f"--models {p}: no such file or folder; give a run folder, a checkpoint, "
                                 "or a folder of runs.")
+
+    @property
+    def frame_limit(self) -> int:
+        """Interpolation frames per request: frames are images, so --max-batch bounds them too."""
+        return min(self.max_frames, self.max_batch)
 
     def host_allowed(self, host_header: str) -> bool:
         """Loopback servers answer only to loopback Host names (defeats DNS rebinding from web pages)."""

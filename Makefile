@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test core-smoke bench lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory core-smoke
+
+# A plain `pip install ganplug` (no extras) in its own venv, .venv-core, running every core command at a
+# tiny size; `test` installs every extra and cannot see a core command importing one (scripts/core_smoke.sh).
+core-smoke:
+	CORE_TORCH='$(word 1,$(TORCH))' bash scripts/core_smoke.sh
 
 bench: $(STAMP)
 	$(PY) -m pytest -q --benchmark-enable --benchmark-only benchmarks $(PYTEST_ARGS)
@@ -29,4 +35,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-core build *.egg-info

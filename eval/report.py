@@ -74,8 +74,9 @@ def _thumb(img: torch.Tensor) -> torch.Tensor:
 
 
 def _fig(draw) -> str:
-    import matplotlib
+    from ganplug.extras import require
 
+    matplotlib = require("matplotlib", "eval", "the HTML report's plots (--report)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -101,8 +102,12 @@ def _judge(ref: RealReference, src, n: int, size: int, train_feats, train_nn) ->
 
 
 def analyse(fake, real, *, n: int = 500, seed: int = 0, all_checkpoints: bool = False, runtime=None,
-            truncation: float = 1.0, background: str = "auto") -> dict:
-    """The report content for FAKE against REAL (the training images, for the memorisation check)."""
+            truncation: float = 1.0, background: str = "auto", plots: bool = True) -> dict:
+    """The report content for FAKE against REAL (the training images, for the memorisation check).
+
+    `plots=False` leaves out the plots (the verdict alone needs no matplotlib, an `eval` extra);
+    render_html() needs them.
+    """
     from ganplug.device import make_runtime
 
     runtime = runtime or make_runtime("auto", "fp32")
@@ -139,11 +144,12 @@ def analyse(fake, real, *, n: int = 500, seed: int = 0, all_checkpoints: bool = 
         ax.set_ylabel("share of images")
         ax.legend()
 
-    assets["bins_plot"] = _fig(bins)
+    if plots:
+        assets["bins_plot"] = _fig(bins)
     run = Path(fake)
     if run.is_dir() and (run / "checkpoints").is_dir():
         out["losses"] = _losses(run / "metrics.jsonl")
-        if out["losses"]:
+        if out["losses"] and plots:
             assets["loss_plot"] = _fig(lambda ax: _plot_losses(ax, out["losses"]))
         if all_checkpoints:
             rows = []
@@ -161,7 +167,8 @@ def analyse(fake, real, *, n: int = 500, seed: int = 0, all_checkpoints: bool = 
                 for r in rows:
                     r["best"] = r is best
                 out["checkpoints"] = rows
-                assets["ckpt_plot"] = _fig(lambda ax: _plot_checkpoints(ax, rows))
+                if plots:
+                    assets["ckpt_plot"] = _fig(lambda ax: _plot_checkpoints(ax, rows))
     out["_assets"] = assets
     return out
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganplug.data.decode import ImageReadError, open_image, probe_image
 from ganplug.errors import DataError, UserError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -123,14 +124,14 @@ class FolderSource(Source):
         sizes: Counter = Counter()
         modes: Counter = Counter()
         transparent = 0
-        for f in picked:
+        for f in picked:  # headers only, through the one safe decoder: bombs and non-images stop here
             try:
-                with Image.open(f) as im:
-                    sizes[im.size] += 1
-                    modes[im.mode] += 1
-                    transparent += _has_alpha(im)
-            except OSError as e:
-                raise DataError(f"{f} is not a readable image ({e}); remove it or fix it.") from None
+                head = probe_image(f)
+            except ImageReadError as e:
+                raise DataError(f"{e.path}: {e.reason}; remove it from {path} or fix it.") from None
+            sizes[head.size] += 1
+            modes[head.mode] += 1
+            transparent += head.has_alpha
         src = cls(kind="folder", path=path, files=picked, count=len(picked), workers=workers,
                   background=background)
         (w, h), _ = sizes.most_common(1)[0]
@@ -150,10 +151,10 @@ class FolderSource(Source):
 
     def _read(self, f: Path) -> np.ndarray:
         try:
-            with Image.open(f) as im:
-                return _to_rgb(im, self.background)
-        except OSError as e:
-            raise DataError(f"{f} is not a readable image ({e}); remove it or fix it.") from None
+            im = open_image(f)  # RGB or RGBA, as prep and training read it
+        except ImageReadError as e:
+            raise DataError(f"{e.path}: {e.reason}; remove it from {self.path} or fix it.") from None
+        return _to_rgb(im, self.background)
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:

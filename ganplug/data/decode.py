@@ -13,6 +13,9 @@ import errno
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,7 @@ class ImageReadError(DataError):
     def __init__(self, path: Path | str, reason: str, fix: str = "") -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{path}: {reason}" + (f"; {fix}" if fix else "."))
+        super().__init__(f"{path}: {reason}" + (f"; {fix}." if fix else "."))
 
 
 def parse_color(text: str | tuple[int, int, int]) -> tuple[int, int, int]:
@@ -138,17 +141,16 @@ def apply_background(im: Image.Image, background: tuple[int, int, int], keep_alp
     return canvas.convert("RGB")
 
 
-def open_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_need: int | None = None) -> Image.Image:
-    """Open, size-check, decode and orient one file; returns a loaded "RGB" or "RGBA" image.
+TOO_LARGE_FIX = "raise --max-pixels to read it"  # prep's option
+DOWNSCALE_FIX = "downscale it first"  # commands without --max-pixels
 
-    `draft_need`: the smallest side the caller needs after decoding; JPEGs then decode at a reduced
-    DCT scale, which is several times faster for large photos and loses nothing at the target size.
-    Raises ImageReadError (a DataError) with a short reason.
-    """
-    path = Path(path)
+
+@contextmanager
+def _opened(path: Path, max_pixels: int, large_fix: str) -> Iterator[Image.Image]:
+    """The lazily opened image, its header checked (format, size within `max_pixels`); no pixel decoded."""
     _allow_pillow_up_to(max_pixels)
     try:
-        f = open(path, "rb")  # Pillow reads lazily from it; closed below
+        f = open(path, "rb")  # Pillow reads lazily from it; closed on leaving
     except OSError as e:
         reason, fix = _open_error_reason(path, e)
         raise ImageReadError(path, reason, fix) from e
@@ -158,7 +160,9 @@ def open_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_
                 warnings.simplefilter("ignore")
                 im = Image.open(f)
         except Image.DecompressionBombError as e:
-            raise ImageReadError(path, f"too large ({e})", "raise --max-pixels to read it") from e
+            raise ImageReadError(  # Pillow refuses before reading any pixel; its limit is twice ours
+                path, f"too large: its header declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels "
+                f"(the limit is {max_pixels / 1e6:g}; a decompression bomb?)", large_fix) from e
         except Image.UnidentifiedImageError as e:
             ext = path.suffix.lower().lstrip(".") or "image"
             raise ImageReadError(
@@ -171,10 +175,43 @@ def open_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_
             raise ImageReadError(
                 path,
                 f"too large: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the limit of {max_pixels / 1e6:g}",
-                "raise --max-pixels to read it",
+                large_fix,
             )
         if w < 1 or h < 1:
             raise ImageReadError(path, f"empty image ({w}x{h})")
+        yield im
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    size: tuple[int, int]  # (width, height)
+    mode: str  # Pillow's mode before any conversion
+    has_alpha: bool
+
+
+def probe_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                large_fix: str = TOO_LARGE_FIX) -> ImageHeader:
+    """Size, mode and transparency of one file from its header alone, with open_image's checks (bombs,
+    non-images, unreadable files: ImageReadError); truncated pixel data shows only when it is decoded."""
+    path = Path(path)
+    with _opened(path, max_pixels, large_fix) as im:
+        has_alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+        return ImageHeader(size=im.size, mode=im.mode, has_alpha=has_alpha)
+
+
+def open_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_need: int | None = None,
+               large_fix: str = TOO_LARGE_FIX) -> Image.Image:
+    """Open, size-check, decode and orient one file; returns a loaded "RGB" or "RGBA" image.
+
+    `draft_need`: the smallest side the caller needs after decoding; JPEGs then decode at a reduced
+    DCT scale, which is several times faster for large photos and loses nothing at the target size.
+    `large_fix`: what the message tells the user to do about an image over `max_pixels` (prep has
+    --max-pixels; other commands say to downscale it).
+    Raises ImageReadError (a DataError) with a short reason.
+    """
+    path = Path(path)
+    with _opened(path, max_pixels, large_fix) as im:
+        w, h = im.size
         if draft_need and im.format == "JPEG" and min(w, h) > draft_need:
             scale = draft_need / min(w, h)
             im.draft(im.mode if im.mode in ("RGB", "L", "CMYK") else "RGB", (int(w * scale) + 1, int(h * scale) + 1))

@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ganplug import __version__
 from ganplug.errors import UserError
@@ -56,12 +57,23 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"ganplug.cli.{_name}").register(app)
 
 
+def _usage_line(e: Exception) -> str:
+    """A click usage error (bad option value, unknown option) as one line naming the option, and where help is."""
+    text = e.format_message()
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None:  # the program name is whatever ran us (pytest, python -m); the user typed `ganplug`
+        command = " ".join(["ganplug", *ctx.command_path.split(" ")[1:]])
+        text = f"{text.rstrip()} (see `{command} --help`)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the app, turning user errors into exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except UserError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets (`pip install 'ganplug[serve]'`) that are not markup
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
@@ -74,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # click usage errors arrive here in non-standalone mode
         # Newer typer releases vendor click as typer._click; match the class by name so both kinds are caught.
         if any(c.__name__ == "ClickException" for c in type(e).__mro__):
-            e.show()
+            err_console.print(f"[bold red]error:[/] {escape(_usage_line(e))}", highlight=False, soft_wrap=True)
             return 2
         raise
-    return 0
+    # non-standalone click returns a command's `typer.Exit(code)` as its value instead of raising it
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ganplug.cli import validate as v
+
 
 def demo_data_dir() -> Path:
     """The bundled demo images (a Twemoji subset, CC-BY 4.0: see its NOTICE)."""
@@ -25,21 +27,19 @@ def _free_name(base: Path) -> Path:
 
 
 def demo(
-    minutes: float = typer.Option(3.0, help="Training time budget in minutes."),
-    out: Path = typer.Option(Path("ganplug-demo"), help="Run folder (a free name is chosen if it exists)."),
+    minutes: float = typer.Option(3.0, callback=v.positive, help="Training time budget in minutes."),
+    out: Path = typer.Option(Path("ganplug-demo"), callback=v.output_beside,
+                             help="Run folder (a free name is chosen if it exists)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16."),
-    batch: int = typer.Option(64, help="Images per batch."),
+    batch: int = typer.Option(64, min=1, help="Images per batch."),
 ) -> None:
     """Train a 64x64 DCGAN on the bundled emoji for MINUTES, then write a sample grid, a morph and a timelapse."""
     from ganplug.cli.progress import RichReporter
-    from ganplug.errors import UserError
     from ganplug.sampling import generate_all, interpolate, make_grid, save_animation, save_image_atomic, to_pil
     from ganplug.train.config import TrainConfig
     from ganplug.train.loop import train
 
-    if minutes <= 0:
-        raise UserError(f"--minutes must be positive, not {minutes}.")
     data = demo_data_dir()
     run_dir = _free_name(out)
     cfg = TrainConfig(data=str(data), out=str(run_dir), arch="dcgan", size=64, steps=1_000_000, batch=batch,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ganplug.cli import validate as v
+
 
 def _fmt(name: str, m: dict) -> str:
     if name == "pr":
@@ -29,8 +31,9 @@ def register(app: typer.Typer) -> None:
         real: Path = typer.Option(None, "--real", help="Image folder, prepared dataset or .npz statistics file."),
         metrics: str = typer.Option("fid,kid,is,pr,dc,swd,msssim", "--metrics",
                                     help="Comma list of fid,kid,is,ppl,pr,dc,swd,msssim."),
-        n: int = typer.Option(10000, "--n", help="Samples drawn from a generator (at most this many images)."),
-        json_out: Path = typer.Option(None, "--json", help="Write the results here (schema ganplug-eval/1)."),
+        n: int = typer.Option(10000, "--n", min=1, help="Samples drawn from a generator (at most this many images)."),
+        json_out: Path = typer.Option(None, "--json", callback=v.output_file,
+                                      help="Write the results here (schema ganplug-eval/1)."),
         force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
         precision: str = typer.Option("fp32", "--precision", help="Inception features in fp32, bf16, fp16 or auto."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
@@ -39,19 +42,23 @@ def register(app: typer.Typer) -> None:
                                               help="Use network files whose hash differs (results marked)."),
         fid_mode: str = typer.Option("clean", "--fid-mode", help="clean (clean-fid) or legacy (TF resize)."),
         batch_size: int = typer.Option(64, "--batch-size", min=1),
-        seed: int = typer.Option(0, "--seed", help="First generator seed; also seeds subsets, KID and SWD."),
-        truncation: float = typer.Option(1.0, "--truncation"),
+        seed: int = typer.Option(0, "--seed", callback=v.seed,
+                                 help="First generator seed; also seeds subsets, KID and SWD."),
+        truncation: float = typer.Option(1.0, "--truncation", callback=v.truncation,
+                                         help="Truncation psi for generator samples: 1 = none."),
         kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2),
         pr_features: str = typer.Option("auto", "--pr-features", help="auto, inception or handcrafted."),
         ppl_samples: int = typer.Option(2000, "--ppl-samples", min=2),
         ppl_space: str = typer.Option("auto", "--ppl-space", help="auto (w for style-based, else z), z or w."),
         ppl_sampling: str = typer.Option("end", "--ppl-sampling", help="end or full."),
-        save_stats: Path = typer.Option(None, "--save-stats", help="Write FAKE's Inception mu/sigma (.npz)."),
+        save_stats: Path = typer.Option(None, "--save-stats", callback=v.output_file,
+                                        help="Write FAKE's Inception mu/sigma (.npz)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the real-feature cache."),
         collapse: bool = typer.Option(True, "--collapse/--no-collapse",
                                       help="Mode-collapse verdict and memorisation check (needs REAL images)."),
         collapse_n: int = typer.Option(500, "--collapse-n", min=10, help="Samples for the collapse check."),
-        report_out: Path = typer.Option(None, "--report", help="Write a self-contained HTML report here."),
+        report_out: Path = typer.Option(None, "--report", callback=v.output_file,
+                                        help="Write a self-contained HTML report here."),
         all_checkpoints: bool = typer.Option(False, "--all-checkpoints",
                                              help="With a run folder: judge every checkpoint, mark the best."),
         background: str = typer.Option("auto", "--background",
@@ -68,6 +75,10 @@ def register(app: typer.Typer) -> None:
         do_collapse = (collapse or report_out is not None) and real is not None and real.suffix != ".npz"
         if report_out is not None and not do_collapse:
             raise WeightsError("--report needs --real with real images (a folder or prepared dataset).")
+        if report_out is not None:  # before any work: the plots need matplotlib, an `eval` extra
+            from ganplug.extras import require
+
+            require("matplotlib", "eval", "--report (the HTML report's plots)")
         for out_path in (json_out, report_out):
             if do_collapse and out_path is not None and out_path.exists() and not force:
                 raise WeightsError(f"{out_path} exists; pass --force to overwrite it or choose another path.")
@@ -94,7 +105,7 @@ def register(app: typer.Typer) -> None:
             try:
                 content = report.analyse(fake, real, n=min(n, collapse_n), seed=seed,
                                          all_checkpoints=all_checkpoints, truncation=truncation,
-                                         background=background)
+                                         background=background, plots=report_out is not None)
             except DataError as e:
                 if report_out is not None:  # asked for explicitly: the user must hear why it cannot be made
                     raise

@@ -9,7 +9,9 @@ import torch
 import typer
 from PIL import Image
 
+from ganplug.cli import validate as v
 from ganplug.errors import UserError
+from ganplug.sampling import MAX_SEEDS
 
 CKPT_HELP = "A run folder (its latest checkpoint) or a .safetensors checkpoint file."
 
@@ -49,22 +51,17 @@ def _g_kwargs(spec, noise: str | None) -> dict:
 
 def _render_saved_latent(model, path: Path, rt) -> torch.Tensor:
     """One uint8 image from a projection's latent.npy, with its noise maps when they are beside it."""
-    import numpy as np
-    from safetensors.torch import load as st_load
-
-    from ganplug.latent import render_projection
+    from ganplug.latent import read_latent_file, read_noise_file, render_projection
     from ganplug.sampling import to_uint8
 
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"--latent {path} could not be read as a .npy array ({e}); pass the latent.npy that "
-                        "`ganplug project` wrote.") from None
+    arr = read_latent_file(path)
     space = None
     try:  # projection.json says which space the latent is in; without it, the size tells
         space = json.loads(path.with_name("projection.json").read_text()).get("space")
     except (OSError, ValueError, AttributeError):
         pass
+    if space not in ("w", "z"):
+        space = None
     spec = model.spec
     w_size = spec.num_ws * model.G.w_dim if spec.style_based else None
     if space is None:  # no record beside it: tell z from w by the size
@@ -73,25 +70,28 @@ def _render_saved_latent(model, path: Path, rt) -> torch.Tensor:
         raise UserError(f"--latent {path} holds {arr.size} numbers (shape {list(arr.shape)}), which is not a "
                         f"latent of this {spec.arch} checkpoint; was it projected with another model?")
     noise_path = path.with_name("noise.safetensors")
-    noise = st_load(noise_path.read_bytes()) if noise_path.is_file() else None
-    latent = torch.from_numpy(arr.astype(np.float32)).to(rt.device)
+    noise = read_noise_file(noise_path) if noise_path.is_file() else None
+    latent = torch.from_numpy(arr).to(rt.device)
     with torch.no_grad(), rt.autocast():
         return to_uint8(render_projection(model.G, latent, space, noise)).cpu()[0]
 
 
 def generate(
     ckpt: Path = typer.Argument(..., help=CKPT_HELP),
-    n: int = typer.Option(64, help="Number of images (seeds SEED..SEED+N-1)."),
-    seed: int = typer.Option(0, help="First seed."),
-    seeds: str = typer.Option(None, help="Explicit seeds, e.g. '3,7,12' or '0-15' (overrides --n/--seed)."),
-    out: Path = typer.Option(None, help="Write one grid image here (.png)."),
-    outdir: Path = typer.Option(None, help="Write one PNG per image here, plus seeds.json to regenerate them."),
-    truncation: float = typer.Option(1.0, help="Truncation psi: 1 = none, smaller = safer, less varied."),
+    n: int = typer.Option(64, min=1, max=MAX_SEEDS, help="Number of images (seeds SEED..SEED+N-1)."),
+    seed: int = typer.Option(0, callback=v.seed, help="First seed."),
+    seeds: str = typer.Option(None, callback=v.seed_list,
+                              help="Explicit seeds, e.g. '3,7,12' or '0-15' (overrides --n/--seed)."),
+    out: Path = typer.Option(None, callback=v.output_file, help="Write one grid image here (.png)."),
+    outdir: Path = typer.Option(None, callback=v.output_dir,
+                                help="Write one PNG per image here, plus seeds.json to regenerate them."),
+    truncation: float = typer.Option(1.0, callback=v.truncation,
+                                     help="Truncation psi: 1 = none, smaller = safer, less varied."),
     noise: str = typer.Option(None, help="Noise inputs for style-based models: const, random or none."),
     latent: Path = typer.Option(None, help="Regenerate one image from a latent.npy written by `ganplug project` "
                                 "(its noise.safetensors and projection.json beside it are used); needs --out."),
-    nrow: int = typer.Option(None, help="Images per grid row."),
-    batch_size: int = typer.Option(32, help="Images generated per forward pass."),
+    nrow: int = typer.Option(None, min=1, help="Images per grid row."),
+    batch_size: int = typer.Option(32, min=1, help="Images generated per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
     force: bool = typer.Option(False, help="Overwrite existing output files."),
@@ -111,10 +111,6 @@ def generate(
         save_image_atomic(to_pil(img), out)
         typer.echo(f"wrote {out} from {latent}")
         return
-    if seeds is None and n < 1:
-        raise UserError(f"--n must be at least 1, not {n}.")
-    if not 0.0 <= truncation <= 2.0:
-        raise UserError(f"--truncation must be between 0 and 2, not {truncation}.")
     seed_list = parse_seeds(seeds) if seeds is not None else list(range(seed, seed + n))
     if out is not None:
         _refuse_existing(out, force)
@@ -151,12 +147,13 @@ def generate(
 
 def interpolate(
     ckpt: Path = typer.Argument(..., help=CKPT_HELP),
-    seeds: str = typer.Option("0,1", help="Seeds to pass through, in order, e.g. '3,7,12'."),
-    frames: int = typer.Option(48, help="Number of frames."),
-    out: Path = typer.Option(Path("morph.gif"), help="Output animation (.gif, or .mp4 with imageio-ffmpeg)."),
-    fps: float = typer.Option(24.0, help="Frames per second."),
+    seeds: str = typer.Option("0,1", callback=v.seed_list, help="Seeds to pass through, in order, e.g. '3,7,12'."),
+    frames: int = typer.Option(48, min=2, max=10_000, help="Number of frames."),
+    out: Path = typer.Option(Path("morph.gif"), callback=v.output_file,
+                             help="Output animation (.gif, or .mp4 with imageio-ffmpeg)."),
+    fps: float = typer.Option(24.0, callback=v.fps, help="Frames per second."),
     loop: bool = typer.Option(False, help="Return to the first seed at the end."),
-    truncation: float = typer.Option(1.0, help="Truncation psi."),
+    truncation: float = typer.Option(1.0, callback=v.truncation, help="Truncation psi."),
     noise: str = typer.Option(None, help="Noise inputs for style-based models: const, random or none."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
@@ -167,8 +164,6 @@ def interpolate(
     from ganplug.sampling import parse_seeds, save_animation, to_pil
 
     seed_list = parse_seeds(seeds)
-    if frames < 2:
-        raise UserError(f"--frames must be at least 2, not {frames}.")
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out {out}: write a .gif or an .mp4.")
     _refuse_existing(out, force)
@@ -182,11 +177,12 @@ def interpolate(
 
 def rank(
     ckpt: Path = typer.Argument(..., help=CKPT_HELP),
-    n: int = typer.Option(256, help="Samples to score."),
-    best: int = typer.Option(16, help="How many of the best-scored samples to show."),
-    worst: int = typer.Option(16, help="How many of the worst-scored samples to show."),
-    seed: int = typer.Option(0, help="First seed."),
-    out: Path = typer.Option(Path("ranked.png"), help="Output image: best on top, worst below."),
+    n: int = typer.Option(256, min=1, max=MAX_SEEDS, help="Samples to score."),
+    best: int = typer.Option(16, min=0, help="How many of the best-scored samples to show."),
+    worst: int = typer.Option(16, min=0, help="How many of the worst-scored samples to show."),
+    seed: int = typer.Option(0, callback=v.seed, help="First seed."),
+    out: Path = typer.Option(Path("ranked.png"), callback=v.output_file,
+                             help="Output image: best on top, worst below."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, help="Overwrite an existing output file."),
 ) -> None:
@@ -194,8 +190,8 @@ def rank(
     from ganplug.checkpoint import load_discriminator
     from ganplug.sampling import generate_all, make_grid, save_image_atomic
 
-    if n < 1 or best < 0 or worst < 0 or best + worst == 0:
-        raise UserError("--n must be positive and --best/--worst must show at least one image.")
+    if best + worst == 0:
+        raise UserError("--best and --worst are both 0; show at least one image.")
     if best > n or worst > n:
         raise UserError(f"--best {best} / --worst {worst} cannot exceed --n {n}.")
     _refuse_existing(out, force)
@@ -227,8 +223,8 @@ def rank(
 def translate(
     ckpt: Path = typer.Argument(..., help=CKPT_HELP),
     images: list[Path] = typer.Argument(..., help="Input images (sketches, edge maps...)."),
-    out: Path = typer.Option(None, help="Write the translation of the one input here (.png)."),
-    outdir: Path = typer.Option(None, help="Write one PNG per input here, named after it."),
+    out: Path = typer.Option(None, callback=v.output_file, help="Write the translation of the one input here (.png)."),
+    outdir: Path = typer.Option(None, callback=v.output_dir, help="Write one PNG per input here, named after it."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
     force: bool = typer.Option(False, help="Overwrite existing output files."),

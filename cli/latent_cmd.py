@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from ganplug.cli import validate as v
 from ganplug.errors import UserError
 
 CKPT_HELP = "A run folder (its latest checkpoint) or a .safetensors checkpoint file."
@@ -24,11 +25,12 @@ def _load(ckpt: Path, device: str):
 
 def mix(
     ckpt: Path = typer.Argument(..., help=CKPT_HELP),
-    rows: str = typer.Option("1,2,3", help="Row seeds: they give the style inputs in --styles."),
-    cols: str = typer.Option("4,5,6", help="Column seeds: they give all other style inputs."),
+    rows: str = typer.Option("1,2,3", callback=v.seed_list, help="Row seeds: they give the style inputs in --styles."),
+    cols: str = typer.Option("4,5,6", callback=v.seed_list, help="Column seeds: they give all other style inputs."),
     styles: str = typer.Option(None, help="Style inputs taken from the rows, e.g. '0-6' (default: the coarse half)."),
-    out: Path = typer.Option(Path("mix.png"), help="Output grid image; mix.json beside it records how to redo it."),
-    truncation: float = typer.Option(1.0, help="Truncation psi in w space."),
+    out: Path = typer.Option(Path("mix.png"), callback=v.output_file,
+                             help="Output grid image; mix.json beside it records how to redo it."),
+    truncation: float = typer.Option(1.0, callback=v.truncation, help="Truncation psi in w space."),
     noise: str = typer.Option("const", help="Noise inputs: const, random or none."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, help="Overwrite existing output files."),
@@ -41,8 +43,6 @@ def mix(
     row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
     if noise not in ("const", "random", "none"):
         raise UserError(f"--noise must be const, random or none, not {noise!r}.")
-    if not 0.0 <= truncation <= 2.0:
-        raise UserError(f"--truncation must be between 0 and 2, not {truncation}.")
     sidecar = out.with_suffix(".json")
     for path in (out, sidecar):
         if path.exists() and not force:
@@ -66,13 +66,13 @@ def mix(
 def project(
     ckpt: Path = typer.Argument(..., help=CKPT_HELP),
     image: Path = typer.Argument(..., help="The image to reproduce (resized to the model's size if needed)."),
-    out: Path = typer.Option(Path("proj"), help="Output folder."),
-    steps: int = typer.Option(500, help="Optimisation steps."),
-    lr: float = typer.Option(0.1, help="Peak learning rate (Adam)."),
+    out: Path = typer.Option(Path("proj"), callback=v.output_dir, help="Output folder."),
+    steps: int = typer.Option(500, min=1, help="Optimisation steps."),
+    lr: float = typer.Option(0.1, callback=v.positive, help="Peak learning rate (Adam)."),
     loss: str = typer.Option("auto", help="auto (VGG16 if its weights are found), vgg, or pixel (L1 + MS-SSIM)."),
     noise: bool = typer.Option(True, "--noise/--no-noise", help="Also optimise the noise maps (stylegan)."),
     video: str = typer.Option("gif", help="Progress video format: gif or mp4."),
-    seed: int = typer.Option(0, help="Random seed."),
+    seed: int = typer.Option(0, callback=v.seed, help="Random seed."),
     weights_dir: Path = typer.Option(None, help="Folder with vgg16-397923af.pth and vgg.pth (LPIPS)."),
     allow_unverified_weights: bool = typer.Option(False, help="Use a VGG16 file whose hash is not the published one."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),

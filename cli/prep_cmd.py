@@ -8,9 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ganplug.cli import validate as v
 from ganplug.data.decode import DEFAULT_MAX_PIXELS
 from ganplug.data.dedup import DEFAULT_THRESHOLD
-from ganplug.data.options import PrepOptions
+from ganplug.data.options import MAX_SIZE, MIN_SIZE, PrepOptions
 from ganplug.data.prep import PrepResult, prepare_dataset
 from ganplug.data.progress import prep_progress
 
@@ -44,26 +45,31 @@ def _summary(result: PrepResult) -> Table:
 
 def prep(
     src: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
-    out: Path = typer.Argument(..., help="Dataset folder to write (images.npy, dataset.json, preview.png)."),
-    size: int = typer.Option(128, help="Output size in pixels (square)."),
+    out: Path = typer.Argument(..., callback=v.output_dir,
+                               help="Dataset folder to write (images.npy, dataset.json, preview.png)."),
+    size: int = typer.Option(128, min=MIN_SIZE, max=MAX_SIZE, help="Output size in pixels (square)."),
     background: str = typer.Option("white", help="Transparency is composited onto: white, black, gray or #rrggbb."),
     keep_alpha: bool = typer.Option(False, "--keep-alpha", help="Store RGBA instead of compositing."),
     fit: str = typer.Option("pad", help="pad (whole design visible), crop (centre) or stretch."),
     resample: str = typer.Option("lanczos", help="Resampling filter: lanczos, box, bicubic or bilinear."),
     split: str = typer.Option("auto", help="Sheets: auto (two designs side by side), halves, none, or 'grid RxC'."),
     dedup: bool = typer.Option(True, "--dedup/--no-dedup", help="Drop exact and near duplicates."),
-    dedup_threshold: float = typer.Option(DEFAULT_THRESHOLD, help="Near-duplicate tolerance (mean difference, 0-255)."),
+    dedup_threshold: float = typer.Option(DEFAULT_THRESHOLD, callback=v.dedup_threshold,
+                                          help="Near-duplicate tolerance (mean difference, 0-255)."),
     mirror: bool = typer.Option(False, "--mirror", help="Augmented copies alternate with mirror images."),
     brightness: str = typer.Option(None, help="Brightness factor range for augmented copies, e.g. 0.7,1.2."),
     color: str = typer.Option(None, help="Saturation factor range for augmented copies, e.g. 0.5,0.9."),
-    jitter: int = typer.Option(None, help="Resize to this size, random-crop back to --size (e.g. 286 for 256)."),
-    copies: int = typer.Option(None, help="Augmented copies per image (default 1 when any augmentation is on)."),
-    seed: int = typer.Option(None, help="Seed for augmentation and the holdout split (default: random, recorded)."),
-    holdout: float = typer.Option(0.0, help="Fraction of source files held out for evaluation, e.g. 0.2."),
+    jitter: int = typer.Option(None, min=1, help="Resize to this size, random-crop back to --size (e.g. 286 for 256)."),
+    copies: int = typer.Option(None, min=0, max=64,
+                               help="Augmented copies per image (default 1 when any augmentation is on)."),
+    seed: int = typer.Option(None, callback=v.seed,
+                             help="Seed for augmentation and the holdout split (default: random, recorded)."),
+    holdout: float = typer.Option(0.0, callback=v.holdout,
+                                  help="Fraction of source files held out for evaluation, e.g. 0.2."),
     pairs: str = typer.Option(None, help="Image-to-image pairs: 'edges' (derive sketches) or 'A_DIR,B_DIR'."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse images with more pixels than this."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse images with more pixels than this."),
     hash_method: str = typer.Option("stat", "--hash", help="Source fingerprint: stat (size, mtime) or contents."),
-    workers: int = typer.Option(None, help="Decoding threads (default: CPU count, at most 8)."),
+    workers: int = typer.Option(None, min=1, help="Decoding threads (default: CPU count, at most 8)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT even if it holds something else."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:

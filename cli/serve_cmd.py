@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ganplug.cli import validate as v
+
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
@@ -13,18 +15,23 @@ def register(app: typer.Typer) -> None:
         models: list[Path] = typer.Option([], "--models", "-m",
                                           help="Run folder, checkpoint file, or folder of runs (repeatable)."),
         host: str = typer.Option("127.0.0.1", help="Address to listen on; non-loopback needs --token."),
-        port: int = typer.Option(8765, help="TCP port."),
+        port: int = typer.Option(8765, min=0, max=65535, help="TCP port."),
         token: str = typer.Option(None, envvar="GANPLUG_TOKEN",
                                   help="Secret every request must carry (or set GANPLUG_TOKEN)."),
         device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
         precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16."),
-        workers: int = typer.Option(1, help="Generation threads."),
-        memory_budget_mb: int = typer.Option(2048, help="Loaded models beyond this are unloaded, oldest use first."),
-        max_batch: int = typer.Option(64, help="Most images per request."),
-        max_side: int = typer.Option(2048, help="Largest output width/height."),
-        max_upload_mb: float = typer.Option(8.0, help="Largest request body (uploads) in MiB."),
+        workers: int = typer.Option(1, min=1, help="Generation threads."),
+        memory_budget_mb: int = typer.Option(2048, min=1,
+                                             help="Loaded models beyond this are unloaded, oldest use first."),
+        max_batch: int = typer.Option(64, min=1, help="Most images per request."),
+        max_side: int = typer.Option(2048, min=1, help="Largest output width/height."),
+        max_upload_mb: float = typer.Option(8.0, callback=v.upload_mb, help="Largest request body (uploads) in MiB."),
     ) -> None:
         """Serve your models over HTTP (API under /v1, a web page at /) for Krita, Blender and browsers."""
+        from ganplug.extras import require
+
+        for module in ("fastapi", "uvicorn"):
+            require(module, "serve", "ganplug serve")
         from ganplug.serve import ServeSettings, run_server
 
         settings = ServeSettings(

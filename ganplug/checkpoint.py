@@ -23,7 +23,7 @@ from ganplug import __version__
 from ganplug.atomic import atomic_write_bytes
 from ganplug.errors import CheckpointError, UserError
 from ganplug.models import build_models, config_from_dict
-from ganplug.models.registry import ModelSpec
+from ganplug.models.registry import ModelSpec, check_budget
 
 FORMAT = "ganplug-checkpoint"
 FORMAT_VERSION = 1
@@ -140,17 +140,36 @@ def resolve_checkpoint(path: Path | str) -> Path:
         raise CheckpointError(f"{path} does not exist; give a run folder or a .safetensors checkpoint file.")
     ckpt_dir = path / CKPT_DIR
     pointer = ckpt_dir / LATEST
-    if pointer.is_file():
-        target = ckpt_dir / pointer.read_text().strip()
-        if target.is_file():
-            return target
     found = list_checkpoints(path)
+    if pointer.is_file():
+        try:
+            name = pointer.read_bytes().decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            newest = f" (the newest here is {found[-1].name})" if found else ""
+            raise CheckpointError(
+                f"{pointer} is damaged ({e}); it should hold the name of a checkpoint in {ckpt_dir}. Delete it to "
+                f"use the newest checkpoint{newest}, or write one's name into it."
+            ) from None
+        if _STEP_RE.match(name) and (ckpt_dir / name).is_file():
+            return ckpt_dir / name
     if not found:
         raise CheckpointError(
             f"{path} is a folder without checkpoints (expected {ckpt_dir}/step-NNNNNN.safetensors); "
             "is it a ganplug run folder?"
         )
     return found[-1]
+
+
+# What readers of the document index into, and the JSON kind each must be: a wrong kind fails in read_meta as one
+# sentence instead of as a TypeError wherever it is first used.
+_META_KINDS = {"arch": "string", "model": "object", "train": "object", "step": "integer", "optimizers": "object"}
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of a decoded value's type (a bool is not an integer here, as in JSON)."""
+    kinds = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
+             (dict, "object"))
+    return next((name for cls, name in kinds if isinstance(value, cls)), "null")
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -170,12 +189,23 @@ def read_meta(path: Path) -> dict[str, Any]:
         doc = json.loads(raw)
     except ValueError as e:
         raise CheckpointError(f"{path}: the ganplug metadata is damaged ({e}).") from e
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{path}: the ganplug metadata is a JSON {_json_kind(doc)}, not a JSON object; "
+                              "the file is damaged or was not written by `ganplug train`.")
     if doc.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a ganplug checkpoint (format {doc.get('format')!r}).")
-    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
+    version = doc.get("format_version", 0)
+    if _json_kind(version) != "integer":
+        raise CheckpointError(f"{path}: the ganplug metadata is damaged (format_version is {version!r:.40}, "
+                              "not an integer).")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} was written by a newer ganplug ({doc.get('ganplug_version')}); upgrade ganplug to read it."
         )
+    for key, kind in _META_KINDS.items():
+        if key in doc and _json_kind(doc[key]) != kind:
+            raise CheckpointError(f"{path}: the ganplug metadata is damaged ({key!r} is a JSON {_json_kind(doc[key])}, "
+                                  f"not a JSON {kind}).")
     return doc
 
 
@@ -230,12 +260,17 @@ class LoadedModel:
 
 
 def model_config_of(meta: dict[str, Any], path: Path) -> Any:
+    """The checkpoint's model config, valid and small enough to allocate; anything else is a CheckpointError."""
     try:
-        return config_from_dict(meta["arch"], meta["model"])
+        cfg = config_from_dict(meta["arch"], meta["model"])
+        check_budget(meta["arch"], cfg)  # before anyone allocates: damaged widths would ask for hundreds of GB
+        return cfg
     except KeyError as e:
         raise CheckpointError(f"{path}: checkpoint metadata lacks {e}; it was not written by `ganplug train`.") from e
     except UserError as e:
         raise CheckpointError(f"{path}: {e}") from e
+    except (TypeError, ValueError) as e:  # values of the wrong type that got past validation
+        raise CheckpointError(f"{path}: the model options in its metadata are malformed ({e}).") from e
 
 
 def load_generator(path: Path | str, device: str | torch.device = "cpu", ema: bool = True) -> LoadedModel:
@@ -286,6 +321,23 @@ def match_param_layout(opt: torch.optim.Optimizer) -> None:
             for key, value in state.items():
                 if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
                     state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+def read_resume_meta(path: Path | str) -> tuple[dict[str, Any], int]:
+    """The run settings (`train`) and the step a checkpoint resumes from, both checked: a checkpoint without
+    them can still seed a new run (--init-from), but cannot continue one."""
+    path = Path(path)
+    meta = read_meta(path)
+    train, step = meta.get("train"), meta.get("step")
+    fix = (f"Resume from another checkpoint of the run (move {path.name} out of {path.parent}), or start a new "
+           f"run from its weights with `ganplug train DATA --out NEW --init-from {path}`.")
+    if not isinstance(train, dict) or not isinstance(train.get("data"), str):
+        what = "has no 'train' section" if not isinstance(train, dict) else "has no training data path in 'train'"
+        raise CheckpointError(f"{path}: the checkpoint metadata {what}, so the run's settings are unknown. {fix}")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path}: the checkpoint metadata says step {step!r:.40}, not a step count "
+                              f"(0 or more); the file is damaged. {fix}")
+    return train, step
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor, nn
 
 from ganplug.errors import UserError
@@ -129,15 +129,13 @@ def as_model_input(img: Image.Image, size: int, channels: int,
 
 def load_target(path: Path, size: int, channels: int, background: tuple[int, int, int] = (255, 255, 255)) -> Target:
     """Read an image file for projection or translation, in the model's channels and (with a notice) size."""
+    from ganplug.data.decode import DOWNSCALE_FIX, open_image
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist or is not a file; give a PNG, JPEG or WebP image.")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            img = im.copy()
-    except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"{path} is not an image ganplug can read ({e}); give a PNG, JPEG or WebP file.") from None
+    # the one safe decoder: decompression bombs, truncated files and non-images are a DataError naming the file
+    img = open_image(path, large_fix=DOWNSCALE_FIX)
     notices = []
     if img.size != (size, size):
         notices.append(f"{path.name} is {img.size[0]}x{img.size[1]}; resized to {size}x{size} (the model's size)"
@@ -340,3 +338,52 @@ def render_projection(G: nn.Module, latent: Tensor, space: str, noise: dict[str,
                                 "another checkpoint?")
             own[name].copy_(value)
     return G.synthesis(latent.reshape(1, G.num_ws, -1), noise_mode="const")
+
+
+def read_latent_file(path: Path) -> np.ndarray:
+    """The latent in a latent.npy written by `ganplug project` (float32), with a clear error for anything else."""
+    path = Path(path)
+    redo = "pass the latent.npy that `ganplug project` wrote."
+    if not path.is_file():
+        raise UserError(f"--latent {path} does not exist or is not a file; {redo}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise UserError(f"--latent {path} could not be read ({e.strerror}); {redo}") from None
+    if head[:4] == b"PK\x03\x04":
+        raise UserError(f"--latent {path} could not be read as a .npy array: it is an .npz archive; {redo}")
+    if head != b"\x93NUMPY":
+        raise UserError(f"--latent {path} could not be read as a .npy array: it is not a .npy file (no numpy "
+                        f"header); {redo}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        why = "it holds Python objects" if "pickle" in str(e) else f"it is damaged: {e}"
+        raise UserError(f"--latent {path} could not be read as a .npy array: {why}; {redo}") from None
+    if arr.dtype.kind not in "fiu":
+        raise UserError(f"--latent {path} holds {arr.dtype} values, not numbers; {redo}")
+    if not np.isfinite(arr).all():
+        raise UserError(f"--latent {path} holds nan or infinite values; {redo}")
+    return arr.astype(np.float32)
+
+
+def read_noise_file(path: Path) -> dict[str, Tensor]:
+    """The noise maps in a projection's noise.safetensors, with a clear error for a damaged file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    path = Path(path)
+    try:
+        noise = st_load(path.read_bytes())
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(
+            f"{path} (the noise maps of the projection beside it) is damaged or not a safetensors file ({e}). "
+            "Project the image again, or move the file away to render with the generator's own noise "
+            "(the image will then differ from projected.png)."
+        ) from None
+    bad = [k for k, v in noise.items() if not v.is_floating_point() or not torch.isfinite(v).all()]
+    if bad:
+        raise UserError(f"{path}: the noise map {bad[0]} holds values that are not finite numbers; project the "
+                        "image again, or move the file away to render with the generator's own noise.")
+    return noise

@@ -18,6 +18,9 @@ from torch import nn
 from ganplug.device import Runtime
 from ganplug.errors import UserError
 
+SEED_MAX = 2**32 - 1  # numpy RandomState takes 32-bit seeds
+MAX_SEEDS = 1_000_000  # most seeds one command takes (a list of seeds, or images to make)
+
 
 def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Standard-normal latents, one independent RNG per seed (float64 -> float32 for exactness)."""
@@ -165,13 +168,10 @@ def save_animation(frames: Sequence[Image.Image], path: Path, fps: float = 12.0)
         pal = [f.convert("RGB") for f in frames]
         save_image_atomic(pal[0], path, save_all=True, append_images=pal[1:], duration=int(1000 / fps), loop=0)
     elif suffix == ".mp4":
-        try:
-            import imageio.v2 as imageio
-            import imageio_ffmpeg  # noqa: F401  (checks the ffmpeg backend is present)
-        except ImportError:
-            raise UserError(
-                f"writing {path.name} needs imageio-ffmpeg: `pip install imageio imageio-ffmpeg`, or use a .gif."
-            ) from None
+        from ganplug.extras import require
+
+        imageio = require("imageio.v2", "media", f"writing {path.name}", "use a .gif")
+        require("imageio_ffmpeg", "media", f"writing {path.name}", "use a .gif")  # the ffmpeg backend
         import tempfile
 
         with tempfile.NamedTemporaryFile(suffix=".mp4", dir=path.parent, delete=False) as tmp:
@@ -200,6 +200,8 @@ def parse_seeds(text: str) -> list[int]:
                 lo_i, hi_i = int(lo), int(hi)
                 if hi_i < lo_i:
                     raise ValueError
+                if len(seeds) + hi_i - lo_i + 1 > MAX_SEEDS:
+                    raise UserError(f"seeds {text!r} name more than {MAX_SEEDS:,} seeds; ask for fewer at a time.")
                 seeds.extend(range(lo_i, hi_i + 1))
             else:
                 seeds.append(int(part))
@@ -209,6 +211,10 @@ def parse_seeds(text: str) -> list[int]:
         raise UserError(f"no seeds in {text!r}.")
     if any(s < 0 for s in seeds):
         raise UserError(f"seeds must be non-negative: {text!r}.")
+    if len(seeds) > MAX_SEEDS:
+        raise UserError(f"seeds {text!r} name more than {MAX_SEEDS:,} seeds; ask for fewer at a time.")
+    if max(seeds) > SEED_MAX:
+        raise UserError(f"seeds {text!r}: a seed is at most {SEED_MAX}.")
     return seeds
 
 

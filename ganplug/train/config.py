@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -63,6 +64,13 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # family options, e.g. {"base_channels": 32}
 
     def validate(self) -> None:
+        for f in fields(self):  # nan passes every comparison below; inf is no meaningful setting either
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"--{f.name.replace('_', '-')} must be a finite number, not {value}.")
+        for name in ("sample_every", "ckpt_every", "keep_checkpoints", "ema_kimg", "max_seconds"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(self, name)}.")
         if self.size <= 0 or self.size & (self.size - 1):
             raise UserError(f"--size must be a power of two (32, 64, 128, 256...), not {self.size}.")
         if self.steps <= 0:

@@ -22,6 +22,7 @@ channel_max=512 is the "paper256" configuration of StyleGAN2-ADA; capacity scale
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -114,6 +115,13 @@ def _blur_kernel(channels: int, device=None, dtype=None) -> Tensor:
     return k2.expand(channels, 1, 4, 4)
 
 
+def no_autocast(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast off; a no-op on devices autocast does not know (`meta`, used to size a model unallocated)."""
+    if device_type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, enabled=False)
+
+
 def downsample2x(x: Tensor) -> Tensor:
     """Blur with a separable [1, 3, 3, 1] filter and keep every second pixel (anti-aliased halving).
 
@@ -122,7 +130,7 @@ def downsample2x(x: Tensor) -> Tensor:
     StyleGAN training step (docs/benchmarks.md)."""
     c = x.shape[1]
     dtype = torch.promote_types(x.dtype, torch.float32)
-    with torch.autocast(x.device.type, enabled=False):
+    with no_autocast(x.device.type):
         y = F.conv2d(x.to(dtype), _blur_kernel(c, x.device, dtype), stride=2, padding=1, groups=c)
     return y.to(x.dtype)
 
@@ -169,7 +177,7 @@ def demodulation_coefs(weight: Tensor, styles: Tensor, eps: float = 1e-8) -> Ten
     sum_{i,k} (w[o,i,k] s[n,i])^2 = sum_i s[n,i]^2 sum_k w[o,i,k]^2: one small matmul, no 5-D tensor.
     """
     dtype = torch.promote_types(weight.dtype, torch.float32)  # float32 under autocast, float64 stays
-    with torch.autocast(device_type=weight.device.type, enabled=False):  # keep the matmul in float32
+    with no_autocast(weight.device.type):  # keep the matmul in float32
         wsq = weight.to(dtype).square().sum(dim=(2, 3))  # [O, I]
         return (styles.to(dtype).square() @ wsq.t() + eps).rsqrt()
 

@@ -8,9 +8,9 @@ leaving a final checkpoint behind.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,17 +21,19 @@ import torch
 from PIL import Image
 
 from ganplug import checkpoint as ckpt
+from ganplug.atomic import atomic_write_text
 from ganplug.device import Runtime, make_runtime
 from ganplug.errors import CheckpointError, UserError
-from ganplug.models import build_models, config_from_dict, takes_images
+from ganplug.models import build_models, config_from_dict, get_family, takes_images
 from ganplug.sampling import make_grid, render_latents, save_animation, save_image_atomic, to_uint8, z_from_seeds
 from ganplug.train.batches import BatchSource
 from ganplug.train.config import TrainConfig
 from ganplug.train.ema import ema_beta, recalibrate_batchnorm, update_ema
+from ganplug.train.memory import check_fits
+from ganplug.train.rundir import CONFIG_NAME, prepare_run_dir
 from ganplug.train.sinks import open_sinks
 from ganplug.train.steps import build_step
 
-CONFIG_NAME = "config.json"
 MAX_NONFINITE = 3  # rollbacks in a row before training gives up
 
 
@@ -104,27 +106,13 @@ class TrainResult:
     stop_reason: str = ""
 
 
-def is_run_dir(path: Path) -> bool:
-    return (path / CONFIG_NAME).is_file() or (path / ckpt.CKPT_DIR).is_dir()
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with what is on disk: `checkpoint` is the one saved for `step`, or None when
+    no step finished in this process (then `resumed_from`, if any, is still the run's latest state)."""
 
-
-def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
-    if resume:
-        if not is_run_dir(out):
-            raise UserError(f"--resume {out}: no ganplug run there (no {CONFIG_NAME} or checkpoints/).")
-        return
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the run.")
-    if out.is_dir() and any(out.iterdir()):
-        if not is_run_dir(out):
-            raise UserError(f"--out {out} is a non-empty folder that is not a ganplug run; choose a new or empty one.")
-        if not force:
-            raise UserError(
-                f"--out {out} already holds a training run. Use --resume {out} to continue it, "
-                "or --force to delete it and start again."
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    def __init__(self, run_dir: Path, step: int, checkpoint: Path | None, resumed_from: Path | None):
+        super().__init__(f"interrupted at step {step}")
+        self.run_dir, self.step, self.checkpoint, self.resumed_from = run_dir, step, checkpoint, resumed_from
 
 
 def make_adam(params, *, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
@@ -227,7 +215,7 @@ def train(
     if resume:
         prepare_run_dir(run_dir, resume=True, force=False)
         resume_from = ckpt.resolve_checkpoint(run_dir)
-        saved = ckpt.read_meta(resume_from)["train"]
+        saved, resume_step = ckpt.read_resume_meta(resume_from)
         # The run's own settings win; only the length and where it runs may change on resume.
         overrides = {k: getattr(cfg, k) for k in ("steps", "device", "precision", "max_seconds")}
         cfg = TrainConfig.from_dict({**saved, **overrides, "out": str(run_dir)})
@@ -235,8 +223,11 @@ def train(
     from ganplug.data import load_training_data  # the data layer imports PIL etc.; keep it off import time
 
     dataset = load_training_data(cfg.data, size=cfg.size, background=cfg.background)
-    if not resume:
-        prepare_run_dir(run_dir, resume=False, force=force)
+    notes: list[str] = []  # shown once the reporter has started
+    if cfg.batch > len(dataset):  # a bigger batch would only repeat images (and a huge one exhausts memory)
+        notes.append(f"--batch {cfg.batch} is larger than the dataset ({len(dataset)} images); "
+                     f"training with --batch {len(dataset)}")
+        cfg = dataclasses.replace(cfg, batch=len(dataset))
     runtime = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
 
     shape = {"size": cfg.size, "channels": dataset.channels}
@@ -251,6 +242,12 @@ def train(
             if reporter:
                 reporter.message(f"the mode-collapse watch is for generators driven by z; it is off for {cfg.arch}")
     model_cfg = config_from_dict(cfg.arch, {**shape, **cfg.model})
+    check_fits(cfg.arch, model_cfg, get_family(cfg.arch).spec(model_cfg), cfg.batch, runtime.device)
+    if not resume:  # only now, once everything that can be refused was: --force never wipes a run for nothing
+        kept = prepare_run_dir(run_dir, resume=False, force=force)
+        if kept:
+            shown = ", ".join(p.name for p in kept[:5]) + (f" (+{len(kept) - 5} more)" if len(kept) > 5 else "")
+            notes.append(f"--force replaced the run in {run_dir} and kept what ganplug did not write: {shown}")
     torch.manual_seed(cfg.seed)
     G, D, spec = build_models(cfg.arch, model_cfg)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
@@ -276,14 +273,14 @@ def train(
         ckpt.restore_optimizer(opt_D, "opt_D", tensors, meta)
         step_fn.load_state_dict(meta.get("step_state", {}))
         _set_rng_state(runtime, tensors)
-        start = int(meta["step"])
+        start = resume_step
         if start >= cfg.steps:
             raise UserError(f"{run_dir} is already at step {start}; pass a larger --steps to train further.")
 
     meta_base = {"arch": cfg.arch, "model": ckpt.config_dict(model_cfg), "train": cfg.to_dict(),
                  "spec": ckpt.config_dict(spec), "dataset": {"path": str(cfg.data), "count": len(dataset),
                                                              "skipped": dataset.meta.get("skipped", [])[:20]}}
-    (run_dir / CONFIG_NAME).write_text(json.dumps({**meta_base, "init_from": str(init_src or "")}, indent=2))
+    atomic_write_text(run_dir / CONFIG_NAME, json.dumps({**meta_base, "init_from": str(init_src or "")}, indent=2))
 
     batches = BatchSource(dataset, cfg.batch, seed=cfg.seed, mirror=cfg.mirror, runtime=runtime,
                           pairs=spec.image_to_image)
@@ -325,10 +322,6 @@ def train(
 
     info = {"device": str(runtime.device), "precision": runtime.precision, "images": len(dataset),
             "run": str(run_dir)}
-    if reporter:
-        reporter.start(cfg.steps, start, info)
-        for note in init_notes:
-            reporter.message(f"--init-from {init_src.name}: {note}")
     result = TrainResult(run_dir=run_dir, step=start, checkpoint=resume_from or Path())
     t_start = time.perf_counter()
     data_time = 0.0
@@ -340,6 +333,10 @@ def train(
     G.train()
     D.train()
     try:
+        if reporter:
+            reporter.start(cfg.steps, start, info)
+            for note in notes + [f"--init-from {init_src.name}: {n}" for n in init_notes]:
+                reporter.message(note)
         while step < cfg.steps:
             t0 = time.perf_counter()
             sub = [0]
@@ -422,10 +419,11 @@ def train(
             if out_of_time or (should_stop is not None and should_stop()):
                 result.stopped_early = step < cfg.steps
                 break
-    except KeyboardInterrupt:
-        if step > start and step != last_saved:
-            save(step)
-        raise
+    except KeyboardInterrupt as e:
+        saved = None
+        if step > start:
+            saved = save(step) if step != last_saved else result.checkpoint
+        raise TrainingInterrupted(run_dir, step, saved, resume_from) from e
     finally:
         for s in sinks:
             s.close()

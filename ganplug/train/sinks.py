@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ganplug.atomic import atomic_write_text, disk_full
+
 
 class JsonlSink:
     """Appends one JSON object per logged step. On resume, rows after the resume step are dropped."""
@@ -20,12 +22,18 @@ class JsonlSink:
                         kept.append(line)
                 except ValueError:
                     continue  # a line cut short by a kill
-            self.path.write_text("".join(k + "\n" for k in kept))
-        self._f = self.path.open("a")
+            atomic_write_text(self.path, "".join(k + "\n" for k in kept))  # a kill here keeps the old log
+        try:
+            self._f = self.path.open("a")
+        except OSError as e:
+            raise disk_full(self.path, e) from e
 
     def write(self, step: int, stats: dict[str, Any]) -> None:
-        self._f.write(json.dumps({"step": step, **stats}) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps({"step": step, **stats}) + "\n")
+            self._f.flush()
+        except OSError as e:
+            raise disk_full(self.path, e) from e
 
     def close(self) -> None:
         self._f.close()

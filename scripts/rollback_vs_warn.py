@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ganplug import checkpoint as ckpt
+from ganplug.data import load_training_data
 from ganplug.train.config import TrainConfig
 from ganplug.train.loop import train
 from ganplug.train.watch import CollapseWatch, WatchSettings
@@ -47,9 +48,10 @@ def run(mode: str, data: Path, out: Path, args, lr_d: float | None = None) -> di
     t0 = time.perf_counter()
     result = train(cfg, watch=watch)
     seconds = time.perf_counter() - t0
-    checks = [h for h in result.history if "watch/healthy" in h]
+    checks = result.checks
     # the same final judge for both runs: a bigger fixed-seed batch than the watch's, fresh reference
     judge = CollapseWatch.for_config(cfg, WatchSettings(every=100, samples=256, real=512, seed=1))
+    judge.begin(cfg, load_training_data(cfg.data, size=cfg.size, background=cfg.background, progress=False))
     G = ckpt.load_generator(result.checkpoint, device="cpu", ema=True).G
     final = judge.check(result.step, G, result.history[-100:])
     s = final.stats

@@ -1,8 +1,9 @@
-"""The training loop: wires data, a family's train step, EMA, logging, samples and checkpoints.
+"""A training run: the run folder, resume, checkpoints, sample grids, logs and the time budget around a Trainer.
 
-`train()` is the whole run as one function. It reports through an optional `Reporter` (the CLI draws a
-progress bar from it) and stops early when `should_stop()` says so or the time budget runs out, always
-leaving a final checkpoint behind.
+`train()` sets the run up (resolving a resumed run's own settings, the dataset, the family's models and
+step, transfer weights, the saved state) and hands the iterations to `ganplug.train.trainer.Trainer` with
+the callbacks that make a run: log, grid, collapse watch, checkpoint, time budget. It reports through an
+optional `Reporter` (the CLI draws a progress bar from it) and always leaves a final checkpoint behind.
 """
 
 from __future__ import annotations
@@ -28,39 +29,14 @@ from ganplug.models import build_models, config_from_dict, get_family, takes_ima
 from ganplug.sampling import make_grid, render_latents, save_animation, save_image_atomic, to_uint8, z_from_seeds
 from ganplug.train.batches import BatchSource
 from ganplug.train.config import TrainConfig
-from ganplug.train.ema import ema_beta, recalibrate_batchnorm, update_ema
+from ganplug.train.ema import recalibrate_batchnorm
 from ganplug.train.memory import check_fits
 from ganplug.train.rundir import CONFIG_NAME, prepare_run_dir
 from ganplug.train.sinks import open_sinks
 from ganplug.train.steps import build_step
+from ganplug.train.trainer import Decision, Remedy, Trainer, make_adam, rng_state, set_rng_state
 
-MAX_NONFINITE = 3  # rollbacks in a row before training gives up
-
-
-class Snapshot:
-    """The last good training state, in memory: what a non-finite loss rolls back to."""
-
-    def __init__(self, runtime: Runtime, parts: tuple):
-        self.runtime, self.parts = runtime, parts
-        self.states: list = []
-        self.step = 0
-        self.rng: dict[str, torch.Tensor] = {}
-
-    def capture(self, step: int) -> None:
-        self.states = [copy.deepcopy(p.state_dict()) for p in self.parts]
-        self.step, self.rng = step, {f"rng.{k}": v for k, v in _rng_state(self.runtime).items()}
-
-    def restore(self, keep_lr: tuple[torch.optim.Optimizer, ...] = ()) -> int:
-        """Go back to the captured state; `keep_lr` optimisers keep their current learning rates, so
-        reductions made after earlier rollbacks compound instead of being undone."""
-        lrs = [[g["lr"] for g in opt.param_groups] for opt in keep_lr]
-        for part, state in zip(self.parts, self.states, strict=True):
-            part.load_state_dict(copy.deepcopy(state))
-        for opt, group_lrs in zip(keep_lr, lrs, strict=True):
-            for g, lr in zip(opt.param_groups, group_lrs, strict=True):
-                g["lr"] = lr
-        _set_rng_state(self.runtime, self.rng)
-        return self.step
+__all__ = ["Reporter", "TrainResult", "TrainWatch", "TrainingInterrupted", "WatchResult", "make_adam", "train"]
 
 
 class Reporter(Protocol):
@@ -79,19 +55,33 @@ class WatchResult:
     reasons: list[str] = field(default_factory=list)  # one sentence each, shown to the user
 
 
+@dataclass(frozen=True)
+class RemedyContext:
+    """What a watch may read to choose a remedy: the run config in force, D's learning rate, ADA's p
+    (None without ADA) and whether the family's step augments D's inputs."""
+
+    cfg: TrainConfig
+    lr_d: float
+    ada_p: float | None
+    augments: bool
+
+
 class TrainWatch(Protocol):
     """Checks the generator every `every` steps (mode collapse, D overpowering G...).
 
-    `on_collapse` is "warn" (log and print), "stop" (save and stop) or "rollback" (go back to the last
-    healthy checkpoint and apply `remedy`, which returns a description of what it changed).
+    `begin` is given the resolved run config and its dataset once, before the first step. `on_collapse`
+    is "warn" (log and print), "stop" (save and stop) or "rollback" (go back to the last healthy state and
+    apply `remedy`, which returns the changes it wants instead of making them).
     """
 
     every: int
     on_collapse: str
 
+    def begin(self, cfg: TrainConfig, dataset: Any) -> None: ...
+
     def check(self, step: int, G_ema: torch.nn.Module, history: list[dict[str, float]]) -> WatchResult: ...
 
-    def remedy(self, step_fn: Any, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer) -> str: ...
+    def remedy(self, context: RemedyContext) -> Remedy: ...
 
 
 @dataclass
@@ -101,7 +91,8 @@ class TrainResult:
     checkpoint: Path
     samples: list[Path] = field(default_factory=list)
     stopped_early: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)  # per-step stats of this process
+    history: list[dict[str, float]] = field(default_factory=list)  # the last steps' stats (a bounded window)
+    checks: list[dict[str, float]] = field(default_factory=list)  # every watch check's row
     events: list[dict[str, Any]] = field(default_factory=list)  # rollbacks and other interventions
     stop_reason: str = ""
 
@@ -113,30 +104,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, run_dir: Path, step: int, checkpoint: Path | None, resumed_from: Path | None):
         super().__init__(f"interrupted at step {step}")
         self.run_dir, self.step, self.checkpoint, self.resumed_from = run_dir, step, checkpoint, resumed_from
-
-
-def make_adam(params, *, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam, fused where torch supports it for these tensors (CPU and CUDA): the same update in one
-    kernel, measured ~8x faster than the per-tensor loop for a 64 px DCGAN's 6.3 M parameters."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
-def _rng_state(rt: Runtime) -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state()}
-    if rt.device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(rt.device)
-    return state
-
-
-def _set_rng_state(rt: Runtime, tensors: dict[str, torch.Tensor]) -> None:
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
-    if rt.device.type == "cuda" and "rng.cuda" in tensors:
-        torch.cuda.set_rng_state(tensors["rng.cuda"], rt.device)
 
 
 def _freeze_d(D: torch.nn.Module, n: int) -> None:
@@ -200,6 +167,200 @@ def translation_grid(G: torch.nn.Module, pairs: torch.Tensor, in_channels: int, 
     return make_grid(trip.flatten(0, 1), nrow=6)
 
 
+def _resolve(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, Path | None, int]:
+    """The config a run trains with: a resumed run's own saved settings, with only its length and where it
+    runs taken from `cfg`. Returns it, the checkpoint to resume from and its step."""
+    run_dir = Path(cfg.out)
+    if not resume:
+        cfg.validate()
+        return cfg, None, 0
+    prepare_run_dir(run_dir, resume=True, force=False)
+    resume_from = ckpt.resolve_checkpoint(run_dir)
+    saved, step = ckpt.read_resume_meta(resume_from)
+    overrides = {k: getattr(cfg, k) for k in ("steps", "device", "precision", "max_seconds")}
+    cfg = TrainConfig.from_dict({**saved, **overrides, "out": str(run_dir)})
+    cfg.validate()
+    if step >= cfg.steps:
+        raise UserError(f"{run_dir} is already at step {step}; pass a larger --steps to train further.")
+    return cfg, resume_from, step
+
+
+def _model_config(cfg: TrainConfig, dataset) -> Any:
+    shape = {"size": cfg.size, "channels": dataset.channels}
+    if takes_images(cfg.arch):  # image-to-image: trained on aligned (A, B) pairs
+        if dataset.pairs_a is None:
+            raise UserError(f"--arch {cfg.arch} learns from aligned pairs, and {cfg.data} has none. Prepare them with "
+                            f"`ganplug prep SRC OUT --pairs edges` (sketches derived from the images) or "
+                            "`--pairs A_DIR,B_DIR` (two folders matched by file name).")
+        shape["in_channels"] = int(dataset.pairs_a.shape[3])
+    return config_from_dict(cfg.arch, {**shape, **cfg.model})
+
+
+def _restore(path: Path, trainer: Trainer) -> None:
+    """Weights, optimiser and step state and the RNG of a checkpoint, into a freshly built trainer."""
+    meta = ckpt.read_meta(path)
+    tensors = ckpt.read_tensors(path)
+    for prefix, module in (("G", trainer.G), ("D", trainer.D), ("G_ema", trainer.G_ema)):
+        ckpt.load_module_state(module, ckpt.strip_prefix(tensors, prefix), prefix, path)
+    ckpt.restore_optimizer(trainer.opt_G, "opt_G", tensors, meta)
+    ckpt.restore_optimizer(trainer.opt_D, "opt_D", tensors, meta)
+    trainer.step_fn.load_state_dict(meta.get("step_state", {}))
+    set_rng_state(trainer.runtime, tensors)
+
+
+class Run:
+    """The files of one run around its Trainer: grids, checkpoints, the log, and the watch's view."""
+
+    def __init__(self, run_dir: Path, trainer: Trainer, meta_base: dict[str, Any], grid: torch.Tensor,
+                 image_to_image: bool, in_channels: int, sinks: list, reporter: Reporter | None):
+        self.run_dir, self.trainer, self.meta_base, self.grid = run_dir, trainer, meta_base, grid
+        self.image_to_image, self.in_channels = image_to_image, in_channels
+        self.sinks, self.reporter = sinks, reporter
+        self.samples_dir = run_dir / "samples"
+        self.samples_dir.mkdir(exist_ok=True)
+        self.samples: list[Path] = []
+        self.checkpoint: Path | None = None
+        self.last_saved = -1
+        self._calibrated_at = -1
+
+    def log(self, step: int, row: dict[str, Any]) -> None:
+        for s in self.sinks:
+            s.write(step, row)
+
+    def say(self, text: str) -> None:
+        if self.reporter:
+            self.reporter.message(text)
+
+    def calibrate(self, step: int) -> None:
+        """BatchNorm statistics of G_ema for its own weights, at most once per step (its own RNG)."""
+        if self._calibrated_at != step:
+            t = self.trainer
+            recalibrate_batchnorm(t.G_ema, t.G.z_dim, t.runtime.device, autocast=t.runtime.autocast)
+            self._calibrated_at = step
+
+    def write_samples(self, step: int) -> Path:
+        self.calibrate(step)
+        t = self.trainer
+        path = self.samples_dir / f"step-{step:06d}.png"
+        if self.image_to_image:
+            save_image_atomic(translation_grid(t.G_ema, self.grid, self.in_channels, t.runtime), path)
+        else:
+            imgs = render_latents(t.G_ema, self.grid, runtime=t.runtime)
+            save_image_atomic(make_grid(imgs, nrow=int(math.ceil(math.sqrt(len(imgs))))), path)
+        self.samples.append(path)
+        return path
+
+    def save(self, step: int) -> Path:
+        self.calibrate(step)
+        t = self.trainer
+        self.checkpoint = ckpt.save_training_checkpoint(
+            self.run_dir, step=step, G=t.G, D=t.D, G_ema=t.G_ema, opt_G=t.opt_G, opt_D=t.opt_D,
+            rng=rng_state(t.runtime),
+            # the trainer's config, not the one the run began with: a remedy may have changed it since
+            meta={**self.meta_base, "train": t.cfg.to_dict(), "step_state": t.step_fn.state_dict(),
+                  "nimg": step * t.cfg.batch},
+            keep=t.cfg.keep_checkpoints,
+        )
+        self.last_saved = step
+        return self.checkpoint
+
+
+# ---------------------------------------------------------------------------- the run's callbacks, in order
+
+
+@dataclass
+class _Log:
+    run: Run
+
+    def on_step(self, trainer: Trainer, step: int, stats: dict[str, float]) -> Decision | None:
+        self.run.log(step, stats)
+        if self.run.reporter:
+            self.run.reporter.update(step, stats)
+        return None
+
+
+@dataclass
+class _Grids:
+    run: Run
+    every: int
+
+    def on_step(self, trainer: Trainer, step: int, stats: dict[str, float]) -> Decision | None:
+        if self.every and step % self.every == 0:
+            self.run.write_samples(step)
+        return None
+
+
+@dataclass
+class _Watch:
+    run: Run
+    watch: TrainWatch
+    checks: list[dict[str, float]] = field(default_factory=list)
+
+    def on_step(self, trainer: Trainer, step: int, stats: dict[str, float]) -> Decision | None:
+        w = self.watch
+        if not w.every or step % w.every:
+            return None
+        self.run.calibrate(step)  # the same G_ema statistics whether or not a grid was written this step
+        verdict = w.check(step, trainer.G_ema, list(trainer.history)[-w.every:])
+        row = {f"watch/{k}": v for k, v in verdict.stats.items()} | {"watch/healthy": float(verdict.healthy)}
+        self.run.log(step, row)
+        trainer.history[-1].update(row)
+        self.checks.append({"step": step, **row})
+        if verdict.healthy:
+            return None
+        why = " ".join(verdict.reasons) or "the training watch flagged this step."
+        self.run.say(f"step {step}: {why}")
+        if w.on_collapse == "stop":
+            return Decision("stop", reason=why)
+        if w.on_collapse == "rollback":
+            ada = getattr(trainer.step_fn, "ada", None)
+            context = RemedyContext(cfg=trainer.cfg, lr_d=float(trainer.opt_D.param_groups[0]["lr"]),
+                                    ada_p=None if ada is None else float(ada.p),
+                                    augments=trainer.cfg.aug != "none" or _family_augments(trainer.cfg.arch))
+            return Decision("rollback", reason=why, remedy=w.remedy(context))
+        return Decision("warn", reason=why)
+
+
+def _family_augments(arch: str) -> bool:
+    """Whether this family's step applies --aug to D's inputs (so a remedy may turn it on)."""
+    return arch == "stylegan"
+
+
+@dataclass
+class _Checkpoints:
+    run: Run
+    every: int
+
+    def on_step(self, trainer: Trainer, step: int, stats: dict[str, float]) -> Decision | None:
+        if self.every and step % self.every == 0:
+            self.run.save(step)
+            trainer.mark_good(step)  # only when every callback so far found the step healthy
+        return None
+
+
+@dataclass
+class _Budget:
+    max_seconds: float
+    should_stop: Callable[[], bool] | None
+    t_start: float = field(default_factory=time.perf_counter)
+
+    def on_step(self, trainer: Trainer, step: int, stats: dict[str, float]) -> Decision | None:
+        if self.max_seconds > 0 and time.perf_counter() - self.t_start >= self.max_seconds:
+            return Decision("stop", reason=f"the time limit ({self.max_seconds / 60:g} minutes) was reached")
+        if self.should_stop is not None and self.should_stop():
+            return Decision("stop", reason="asked to stop")
+        return None
+
+
+def _grid_inputs(cfg: TrainConfig, dataset, G, image_to_image: bool, runtime: Runtime) -> torch.Tensor:
+    """Fixed grid inputs: latents of seeds 0..n-1, or fixed pairs (input | translation | target)."""
+    if not image_to_image:
+        return z_from_seeds(range(cfg.grid_samples), G.z_dim, runtime.device)
+    rows = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.grid_samples // 4]
+    pairs = runtime.prepare_images(torch.cat(dataset.batch_pairs(rows.sort().values.numpy()), dim=1))
+    return pairs.float() / 127.5 - 1.0
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -209,17 +370,14 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     watch: TrainWatch | None = None,
 ) -> TrainResult:
-    """Train (or resume) the run in `cfg.out`. Returns where the final checkpoint is."""
+    """Train (or resume) the run in `cfg.out`. Returns where the final checkpoint is.
+
+    Over 80 lines because it is the one place that orders a run's set-up: every refusal (config, data,
+    model, memory) comes before `--force` replaces anything, and the seed is set just before the models
+    are built so that a resumed and an uninterrupted run draw the same numbers.
+    """
     run_dir = Path(cfg.out)
-    resume_from: Path | None = None
-    if resume:
-        prepare_run_dir(run_dir, resume=True, force=False)
-        resume_from = ckpt.resolve_checkpoint(run_dir)
-        saved, resume_step = ckpt.read_resume_meta(resume_from)
-        # The run's own settings win; only the length and where it runs may change on resume.
-        overrides = {k: getattr(cfg, k) for k in ("steps", "device", "precision", "max_seconds")}
-        cfg = TrainConfig.from_dict({**saved, **overrides, "out": str(run_dir)})
-    cfg.validate()
+    cfg, resume_from, start = _resolve(cfg, resume)
     from ganplug.data import load_training_data  # the data layer imports PIL etc.; keep it off import time
 
     dataset = load_training_data(cfg.data, size=cfg.size, background=cfg.background)
@@ -229,25 +387,18 @@ def train(
                      f"training with --batch {len(dataset)}")
         cfg = dataclasses.replace(cfg, batch=len(dataset))
     runtime = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
-
-    shape = {"size": cfg.size, "channels": dataset.channels}
-    if takes_images(cfg.arch):  # image-to-image: trained on aligned (A, B) pairs
-        if dataset.pairs_a is None:
-            raise UserError(f"--arch {cfg.arch} learns from aligned pairs, and {cfg.data} has none. Prepare them with "
-                            f"`ganplug prep SRC OUT --pairs edges` (sketches derived from the images) or "
-                            "`--pairs A_DIR,B_DIR` (two folders matched by file name).")
-        shape["in_channels"] = int(dataset.pairs_a.shape[3])
-        if watch is not None:
-            watch = None  # the collapse watch samples z; a translator has none
-            if reporter:
-                reporter.message(f"the mode-collapse watch is for generators driven by z; it is off for {cfg.arch}")
-    model_cfg = config_from_dict(cfg.arch, {**shape, **cfg.model})
-    check_fits(cfg.arch, model_cfg, get_family(cfg.arch).spec(model_cfg), cfg.batch, runtime.device)
+    model_cfg = _model_config(cfg, dataset)
+    spec = get_family(cfg.arch).spec(model_cfg)
+    if watch is not None and spec.image_to_image:
+        watch = None  # the collapse watch samples z; a translator has none
+        notes.append(f"the mode-collapse watch is for generators driven by z; it is off for {cfg.arch}")
+    check_fits(cfg.arch, model_cfg, spec, cfg.batch, runtime.device)
     if not resume:  # only now, once everything that can be refused was: --force never wipes a run for nothing
         kept = prepare_run_dir(run_dir, resume=False, force=force)
         if kept:
             shown = ", ".join(p.name for p in kept[:5]) + (f" (+{len(kept) - 5} more)" if len(kept) > 5 else "")
             notes.append(f"--force replaced the run in {run_dir} and kept what ganplug did not write: {shown}")
+
     torch.manual_seed(cfg.seed)
     G, D, spec = build_models(cfg.arch, model_cfg)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
@@ -262,183 +413,81 @@ def train(
     opt_G = make_adam(G.parameters(), lr=cfg.lr_g, betas=betas)
     opt_D = make_adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr_d, betas=betas)
     step_fn = build_step(cfg.arch, G, D, opt_G, opt_D, cfg, runtime)
-
-    start = 0
+    trainer = Trainer(G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, step_fn=step_fn, runtime=runtime, cfg=cfg)
     if resume_from is not None:
-        meta = ckpt.read_meta(resume_from)
-        tensors = ckpt.read_tensors(resume_from)
-        for prefix, module in (("G", G), ("D", D), ("G_ema", G_ema)):
-            ckpt.load_module_state(module, ckpt.strip_prefix(tensors, prefix), prefix, resume_from)
-        ckpt.restore_optimizer(opt_G, "opt_G", tensors, meta)
-        ckpt.restore_optimizer(opt_D, "opt_D", tensors, meta)
-        step_fn.load_state_dict(meta.get("step_state", {}))
-        _set_rng_state(runtime, tensors)
-        start = resume_step
-        if start >= cfg.steps:
-            raise UserError(f"{run_dir} is already at step {start}; pass a larger --steps to train further.")
+        _restore(resume_from, trainer)
 
     meta_base = {"arch": cfg.arch, "model": ckpt.config_dict(model_cfg), "train": cfg.to_dict(),
                  "spec": ckpt.config_dict(spec), "dataset": {"path": str(cfg.data), "count": len(dataset),
                                                              "skipped": dataset.meta.get("skipped", [])[:20]}}
     atomic_write_text(run_dir / CONFIG_NAME, json.dumps({**meta_base, "init_from": str(init_src or "")}, indent=2))
+    if watch is not None:
+        watch.begin(cfg, dataset)
+    run = Run(run_dir, trainer, meta_base, _grid_inputs(cfg, dataset, G, spec.image_to_image, runtime),
+              spec.image_to_image, getattr(model_cfg, "in_channels", 0), open_sinks(run_dir, start if resume else None),
+              reporter)
+    run.checkpoint, run.last_saved = resume_from, (start if resume_from else -1)
+    return _execute(run, cfg, start, dataset, watch, should_stop, notes + [
+        f"--init-from {init_src.name}: {n}" for n in init_notes])
 
-    batches = BatchSource(dataset, cfg.batch, seed=cfg.seed, mirror=cfg.mirror, runtime=runtime,
-                          pairs=spec.image_to_image)
-    if spec.image_to_image:  # the grid shows fixed pairs: input | translation | target
-        rows = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.grid_samples // 4]
-        grid_pairs = runtime.prepare_images(torch.cat(dataset.batch_pairs(rows.sort().values.numpy()), dim=1))
-        grid_pairs = grid_pairs.float() / 127.5 - 1.0
-    else:
-        grid_z = z_from_seeds(range(cfg.grid_samples), G.z_dim, runtime.device)
-    sinks = open_sinks(run_dir, start if resume else None)
-    samples_dir = run_dir / "samples"
-    samples_dir.mkdir(exist_ok=True)
 
-    calibrated_at = [-1]  # BatchNorm statistics of G_ema are recomputed at most once per step
+def _execute(run: Run, cfg: TrainConfig, start: int, dataset, watch: TrainWatch | None,
+             should_stop: Callable[[], bool] | None, notes: list[str]) -> TrainResult:
+    """Fit with the run's callbacks, then the final checkpoint, grid and timelapse."""
+    trainer, reporter = run.trainer, run.reporter
+    batches = BatchSource(dataset, cfg.batch, seed=cfg.seed, mirror=cfg.mirror, runtime=trainer.runtime,
+                          pairs=run.image_to_image)
+    data_time = [0.0]
 
-    def calibrate(step: int) -> None:
-        if calibrated_at[0] != step:
-            recalibrate_batchnorm(G_ema, G.z_dim, runtime.device, autocast=runtime.autocast)
-            calibrated_at[0] = step
+    def next_real(k: int) -> torch.Tensor:
+        t0 = time.perf_counter()
+        x = batches.get(k)
+        data_time[0] += time.perf_counter() - t0
+        return x
 
-    def write_samples(step: int) -> Path:
-        calibrate(step)
-        path = samples_dir / f"step-{step:06d}.png"
-        if spec.image_to_image:
-            save_image_atomic(translation_grid(G_ema, grid_pairs, model_cfg.in_channels, runtime), path)
-            return path
-        imgs = render_latents(G_ema, grid_z, runtime=runtime)
-        save_image_atomic(make_grid(imgs, nrow=int(math.ceil(math.sqrt(len(imgs))))), path)
-        return path
+    def on_event(step: int, event: dict[str, Any]) -> None:
+        run.log(step, event)
+        if event["event"] == "nonfinite_rollback":
+            run.say(f"non-finite loss {event['bad']}: went back to step {step} and halved the learning rates")
+        else:
+            run.say(f"rolled back to step {step}; {event['remedy']}")
 
-    def save(step: int) -> Path:
-        calibrate(step)
-        return ckpt.save_training_checkpoint(
-            run_dir, step=step, G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, rng=_rng_state(runtime),
-            # the run config is re-read at each save: a remedy may have changed it since the start
-            meta={**meta_base, "train": cfg.to_dict(), "step_state": step_fn.state_dict(), "nimg": step * cfg.batch},
-            keep=cfg.keep_checkpoints,
-        )
-
-    info = {"device": str(runtime.device), "precision": runtime.precision, "images": len(dataset),
-            "run": str(run_dir)}
-    result = TrainResult(run_dir=run_dir, step=start, checkpoint=resume_from or Path())
+    trainer.on_event = on_event
+    watching = _Watch(run, watch) if watch is not None else None
+    callbacks = [_Log(run), _Grids(run, cfg.sample_every), *([watching] if watching else []),
+                 _Checkpoints(run, cfg.ckpt_every), _Budget(cfg.max_seconds, should_stop)]
+    reached = [start]
     t_start = time.perf_counter()
-    data_time = 0.0
-    step = start
-    last_saved = start if resume_from else -1
-    good = Snapshot(runtime, (G, D, G_ema, opt_G, opt_D, step_fn))
-    good.capture(start)
-    strikes = 0  # non-finite steps since the last good checkpoint
-    G.train()
-    D.train()
     try:
         if reporter:
-            reporter.start(cfg.steps, start, info)
-            for note in notes + [f"--init-from {init_src.name}: {n}" for n in init_notes]:
+            reporter.start(cfg.steps, start, {"device": str(trainer.runtime.device),
+                                              "precision": trainer.runtime.precision, "images": len(dataset),
+                                              "run": str(run.run_dir)})
+            for note in notes:
                 reporter.message(note)
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            sub = [0]
-
-            def next_real(k=step, sub=sub) -> torch.Tensor:
-                nonlocal data_time
-                td = time.perf_counter()
-                x = batches.get(k * cfg.d_steps + sub[0])
-                sub[0] += 1
-                data_time += time.perf_counter() - td
-                return x
-
-            stats = step_fn(next_real, step)
-            if not all(math.isfinite(v) for v in stats.values()):
-                strikes += 1
-                bad = {k: v for k, v in stats.items() if not math.isfinite(v)}
-                if strikes >= MAX_NONFINITE:
-                    lrs = f"G {opt_G.param_groups[0]['lr']:.2e}, D {opt_D.param_groups[0]['lr']:.2e}"
-                    raise UserError(
-                        f"training diverged: non-finite losses {bad} {strikes} times in a row, even after halving the "
-                        f"learning rates (now {lrs}). The last good checkpoint is in {run_dir}/checkpoints; "
-                        "try --loss hinge or a lower --lr-d."
-                    )
-                step = good.restore(keep_lr=(opt_G, opt_D))
-                for opt in (opt_G, opt_D):
-                    for group in opt.param_groups:
-                        group["lr"] *= 0.5
-                note = {"event": "nonfinite_rollback", "bad": bad, "restored_step": step,
-                        "lr_g": opt_G.param_groups[0]["lr"], "lr_d": opt_D.param_groups[0]["lr"]}
-                for s in sinks:
-                    s.write(step, note)
-                if reporter:
-                    reporter.message(f"non-finite loss {bad}: went back to step {step} and halved the learning rates")
-                continue
-            step += 1
-            update_ema(G_ema, G, ema_beta(cfg.batch, cfg.ema_kimg, step * cfg.batch, cfg.ema_rampup))
-            dt = time.perf_counter() - t0
-            stats["speed/images_per_s"] = cfg.batch * cfg.d_steps / max(dt, 1e-9)
-            for s in sinks:
-                s.write(step, stats)
-            result.history.append({"step": step, **stats})
-            if reporter:
-                reporter.update(step, stats)
-            if cfg.sample_every and step % cfg.sample_every == 0:
-                result.samples.append(write_samples(step))
-            healthy = True
-            if watch is not None and watch.every and step % watch.every == 0:
-                verdict = watch.check(step, G_ema, result.history)
-                healthy = verdict.healthy
-                row = {f"watch/{k}": v for k, v in verdict.stats.items()}
-                row["watch/healthy"] = float(healthy)
-                for s in sinks:
-                    s.write(step, row)
-                result.history[-1].update(row)
-                if not healthy:
-                    why = " ".join(verdict.reasons) or "the training watch flagged this step."
-                    if reporter:
-                        reporter.message(f"step {step}: {why}")
-                    if watch.on_collapse == "stop":
-                        result.stopped_early = True
-                        result.stop_reason = why
-                        break
-                    if watch.on_collapse == "rollback":
-                        step = good.restore(keep_lr=(opt_G, opt_D))
-                        change = watch.remedy(step_fn, opt_G, opt_D)
-                        event = {"event": "collapse_rollback", "restored_step": step, "remedy": change,
-                                 "reasons": verdict.reasons}
-                        for s in sinks:
-                            s.write(step, event)
-                        result.events.append(event)
-                        if reporter:
-                            reporter.message(f"rolled back to step {step}; {change}")
-                        continue
-            if cfg.ckpt_every and step % cfg.ckpt_every == 0:
-                result.checkpoint, last_saved = save(step), step
-                if healthy:  # a rollback only ever returns to a state the watch did not flag
-                    good.capture(step)
-                strikes = 0
-            out_of_time = cfg.max_seconds > 0 and time.perf_counter() - t_start >= cfg.max_seconds
-            if out_of_time or (should_stop is not None and should_stop()):
-                result.stopped_early = step < cfg.steps
-                break
+        fit = trainer.fit(start, next_real, callbacks, on_progress=lambda s: reached.__setitem__(0, s))
     except KeyboardInterrupt as e:
-        saved = None
+        step, saved = reached[0], None
         if step > start:
-            saved = save(step) if step != last_saved else result.checkpoint
-        raise TrainingInterrupted(run_dir, step, saved, resume_from) from e
+            saved = run.save(step) if step != run.last_saved else run.checkpoint
+        raise TrainingInterrupted(run.run_dir, step, saved, None if step > start else run.checkpoint) from e
     finally:
-        for s in sinks:
+        for s in run.sinks:
             s.close()
         if reporter:
             reporter.finish()
-    if step != last_saved:
-        result.checkpoint = save(step)
+    step = fit.step
+    if step != run.last_saved:
+        run.save(step)
     if not cfg.sample_every or step % cfg.sample_every:
-        result.samples.append(write_samples(step))
-    result.step = step
+        run.write_samples(step)
     elapsed = time.perf_counter() - t_start
     if reporter and elapsed > 0:
-        reporter.message(f"data loading took {100 * data_time / elapsed:.1f}% of the training time")
-    write_timelapse(run_dir)
-    return result
+        reporter.message(f"data loading took {100 * data_time[0] / elapsed:.1f}% of the training time")
+    write_timelapse(run.run_dir)
+    return TrainResult(run_dir=run.run_dir, step=step, checkpoint=run.checkpoint, samples=run.samples,
+                       stopped_early=fit.stopped and step < cfg.steps, history=list(trainer.history),
+                       checks=watching.checks if watching else [], events=trainer.events, stop_reason=fit.reason)
 
 
 def write_timelapse(run_dir: Path, fps: float = 4.0) -> Path | None:

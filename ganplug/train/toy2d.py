@@ -1,8 +1,8 @@
 """Train the 2D-point MLP GAN (ganplug.models.mlp) on a point sampler with ganplug's own ClassicStep.
 
-The image loop (train/loop.py) reads image datasets and writes checkpoints; the synthetic mode-collapse
-benchmarks need neither, only the same G+D iteration, losses, penalties and EMA the image runs use. This
-module is that thin driver: real batches come from a callable, and the result is the trained generator
+The image run (train/loop.py) reads image datasets and writes checkpoints; the synthetic mode-collapse
+benchmarks need neither, only the same Trainer (G+D iteration, losses, penalties, EMA, non-finite
+rollback) the image runs use. Real batches come from a callable, and the result is the trained generator
 (and its EMA copy) in memory.
 """
 
@@ -18,9 +18,8 @@ import torch
 from ganplug.device import make_runtime
 from ganplug.models import build_models, config_from_dict
 from ganplug.train.config import TrainConfig
-from ganplug.train.ema import ema_beta, update_ema
-from ganplug.train.loop import make_adam
 from ganplug.train.steps import ClassicStep
+from ganplug.train.trainer import Trainer, make_adam
 
 
 @dataclass
@@ -41,7 +40,7 @@ def toy_config(**overrides) -> TrainConfig:
 
 def train_points(sample_real: Callable[[int, np.random.Generator], np.ndarray], cfg: TrainConfig, *,
                  model: dict | None = None, log_every: int = 0) -> ToyRun:
-    """`cfg.steps` ClassicStep iterations on batches from `sample_real(n, rng)` ([n, 2] float arrays)."""
+    """`cfg.steps` ClassicStep iterations through the Trainer, on batches from `sample_real(n, rng)`."""
     cfg.validate()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -50,20 +49,23 @@ def train_points(sample_real: Callable[[int, np.random.Generator], np.ndarray], 
     G, D = G.to(rt.device), D.to(rt.device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_kimg > 0 else None
     betas = (cfg.beta1, cfg.beta2)
-    step = ClassicStep(G, D, make_adam(G.parameters(), lr=cfg.lr_g, betas=betas),
-                       make_adam(D.parameters(), lr=cfg.lr_d, betas=betas), cfg, rt)
+    opt_G = make_adam(G.parameters(), lr=cfg.lr_g, betas=betas)
+    opt_D = make_adam(D.parameters(), lr=cfg.lr_d, betas=betas)
+    trainer = Trainer(G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, step_fn=ClassicStep(G, D, opt_G, opt_D, cfg, rt),
+                      runtime=rt, cfg=cfg)
 
-    def next_real() -> torch.Tensor:
+    def next_real(_k: int) -> torch.Tensor:  # a stream from `rng`, in call order
         x = torch.as_tensor(sample_real(cfg.batch, rng), dtype=torch.float32, device=rt.device)
         return x.view(cfg.batch, 2, 1, 1)
 
     run = ToyRun(G, G_ema)
-    for i in range(cfg.steps):
-        stats = step(next_real, i)
-        if G_ema is not None:
-            update_ema(G_ema, G, ema_beta(cfg.batch, cfg.ema_kimg, (i + 1) * cfg.batch, cfg.ema_rampup))
-        if log_every and (i + 1) % log_every == 0:
-            run.history.append({"step": i + 1, **stats})
+
+    class _Every:
+        def on_step(self, trainer: Trainer, step: int, stats: dict[str, float]) -> None:
+            if log_every and step % log_every == 0:
+                run.history.append({"step": step, **stats})
+
+    trainer.fit(0, next_real, [_Every()])
     return run
 
 

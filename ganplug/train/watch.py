@@ -13,9 +13,7 @@ otherwise one-sided label smoothing), and says what it did.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +22,8 @@ import torch
 from ganplug.eval.collapse import DEFAULT_THRESHOLDS, RealReference, Thresholds, assess, build_reference
 from ganplug.eval.features.handcrafted import handcrafted_features
 from ganplug.sampling import to_uint8, z_from_seeds
-from ganplug.train.loop import WatchResult
+from ganplug.train.loop import RemedyContext, WatchResult
+from ganplug.train.trainer import Remedy
 
 SEED0 = 7_000_000  # latents of the watch batch; far from the sample-grid seeds 0..n
 
@@ -54,7 +53,8 @@ class CollapseWatch:
 
     def __init__(self, real_images: Any, settings: WatchSettings | None = None, *, loss: str = "nonsat",
                  thresholds: Thresholds = DEFAULT_THRESHOLDS):
-        """`real_images`: uint8 NCHW tensor, or a callable returning one (loaded at the first check)."""
+        """`real_images`: uint8 NCHW tensor, a callable returning one (loaded at the first check), or None to
+        take them from the run's dataset in `begin`."""
         self.settings = s = settings or WatchSettings()
         if s.on_collapse not in ("warn", "stop", "rollback"):
             from ganplug.errors import UserError
@@ -69,26 +69,19 @@ class CollapseWatch:
         self.last = None  # the last Verdict, for callers that want the details
 
     @classmethod
-    def for_config(cls, cfg, settings: WatchSettings | None = None) -> CollapseWatch:
-        """A watch over the training set of a TrainConfig, read lazily at the first check."""
-        settings = settings or WatchSettings()
+    def for_config(cls, cfg=None, settings: WatchSettings | None = None) -> CollapseWatch:
+        """A watch over a run's training set, which the run hands it in `begin` (nothing is read twice,
+        and a resumed run's own saved settings are the ones that count)."""
+        return cls(None, settings or WatchSettings())
 
-        def load() -> torch.Tensor:
-            from ganplug.data import load_training_data
-
-            data, size, background = cfg.data, cfg.size, cfg.background
-            saved = Path(cfg.out) / "config.json"
-            if saved.is_file():  # a resumed run trains on its own saved settings
-                train = json.loads(saved.read_text()).get("train", {})
-                data, size = train.get("data", data), train.get("size", size)
-                background = train.get("background", background)
-            ds = load_training_data(data, size=size, background=background, progress=False)
-            rng = np.random.default_rng(settings.seed)
-            idx = np.sort(rng.choice(len(ds), min(settings.real, len(ds)), replace=False))
-            arr = np.asarray(ds.images[idx])  # N,H,W,C uint8
-            return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-
-        return cls(load, settings, loss=cfg.loss)
+    def begin(self, cfg, dataset) -> None:
+        """Called by the run once its config is resolved: the loss in force and the real reference images
+        (a fixed-seed subset of the training set, as uint8 NCHW)."""
+        self.loss = cfg.loss
+        if self._real is None:
+            rng = np.random.default_rng(self.settings.seed)
+            idx = np.sort(rng.choice(len(dataset), min(self.settings.real, len(dataset)), replace=False))
+            self._real = torch.from_numpy(np.asarray(dataset.images[idx])).permute(0, 3, 1, 2).contiguous()
 
     def reference(self) -> RealReference:
         if self.ref is None:
@@ -144,30 +137,26 @@ class CollapseWatch:
                    if v.verdict != "healthy" else []) + d_reasons
         return WatchResult(healthy=not reasons, stats=stats, reasons=reasons)
 
-    def remedy(self, step_fn: Any, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer) -> str:
-        s = self.settings
+    def remedy(self, context: RemedyContext) -> Remedy:
+        """The changes a rollback should make, without making them: D's learning rate down, then D-side
+        regularisation the run really uses (ADA's p, the augmentation probability, or one-sided label
+        smoothing for the BCE loss; hinge and WGAN-GP have no labels to smooth)."""
+        s, cfg = self.settings, context.cfg
         self.rollbacks += 1
-        for g in opt_D.param_groups:
-            g["lr"] *= s.lr_factor
-        done = [f"D's learning rate x{s.lr_factor} (now {opt_D.param_groups[0]['lr']:.2e})"]
-        cfg = getattr(step_fn, "cfg", None)
-        if cfg is not None and hasattr(cfg, "lr_d"):  # checkpoints save the run config: record the rate in use
-            cfg.lr_d = float(opt_D.param_groups[0]["lr"])
-        ada = getattr(step_fn, "ada", None)
-        if ada is not None and hasattr(ada, "p"):
-            ada.p = min(1.0, float(ada.p) + s.aug_step)
-            done.append(f"ADA probability raised to {ada.p:.2f}")
-        elif cfg is not None and hasattr(step_fn, "aug_p") and getattr(cfg, "aug", "none") in ("diffaug", "none"):
-            if cfg.aug == "none":
-                cfg.aug, cfg.aug_p = "diffaug", s.aug_step
-            else:
-                cfg.aug_p = min(1.0, cfg.aug_p + s.aug_step)
-            done.append(f"augmentation probability raised to {cfg.aug_p:.2f}")
-        elif cfg is not None and getattr(cfg, "loss", "") in ("nonsat", "hinge") and hasattr(cfg, "label_smoothing"):
-            if cfg.label_smoothing < 0.2:
-                cfg.label_smoothing = round(cfg.label_smoothing + 0.1, 3)
-                done.append(f"one-sided label smoothing {cfg.label_smoothing:.1f}")
+        lr_d = context.lr_d * s.lr_factor
+        changes: dict[str, Any] = {"lr_d": lr_d}
+        done = [f"D's learning rate x{s.lr_factor} (now {lr_d:.2e})"]
+        if context.ada_p is not None:
+            changes["ada_p"] = min(1.0, context.ada_p + s.aug_step)
+            done.append(f"ADA probability raised to {changes['ada_p']:.2f}")
+        elif context.augments and cfg.aug in ("diffaug", "none"):
+            changes["aug"] = "diffaug"
+            changes["aug_p"] = s.aug_step if cfg.aug == "none" else min(1.0, cfg.aug_p + s.aug_step)
+            done.append(f"augmentation probability raised to {changes['aug_p']:.2f}")
+        elif cfg.loss == "nonsat" and cfg.label_smoothing < 0.2:
+            changes["label_smoothing"] = round(cfg.label_smoothing + 0.1, 3)
+            done.append(f"one-sided label smoothing {changes['label_smoothing']:.1f}")
         if self.rollbacks >= s.max_rollbacks:
             self.on_collapse = "warn"
             done.append(f"after {self.rollbacks} rollbacks the watch now only warns")
-        return "; ".join(done)
+        return Remedy(changes=changes, description="; ".join(done))

@@ -223,10 +223,13 @@ class _FlagOnce:
         bad = step == self.bad_step and self.seen.count(step) == 1
         return self.result(healthy=not bad, stats={"score": float(step)}, reasons=["test says so."] if bad else [])
 
-    def remedy(self, step_fn, opt_G, opt_D):
-        for g in opt_D.param_groups:
-            g["lr"] *= 0.5
-        return "halved D's learning rate"
+    def begin(self, cfg, dataset):
+        pass
+
+    def remedy(self, context):
+        from ganplug.train.trainer import Remedy
+
+        return Remedy({"lr_d": context.lr_d * 0.5}, "halved D's learning rate")
 
 
 def test_watch_rollback_restores_last_healthy_checkpoint(tmp_path, shapes_dir):

@@ -85,7 +85,8 @@ def test_rollback_on_a_tiny_run_restores_and_applies_the_remedy(tmp_path, shapes
     # and grows with each remedy.
     assert meta["optimizers"]["opt_D"]["param_groups"][0]["lr"] == pytest.approx(5e-5)
     assert meta["train"]["lr_d"] == pytest.approx(5e-5)
-    assert cfg.label_smoothing == pytest.approx(0.2)  # the step reads the run config it was given
+    assert meta["train"]["label_smoothing"] == pytest.approx(0.2)  # the run's config grew with each remedy
+    assert cfg.label_smoothing == 0.0  # and the caller's config was left alone
     rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("event") == "collapse_rollback" for r in rows) == 2
     assert any("watch/severity" in r and "watch/coverage" in r for r in rows)

@@ -1,44 +1,61 @@
-"""Rich progress display for training (the library reports; this module draws)."""
+"""Training progress for the CLI (the library reports; this module draws, through ganplug.progress.Bar)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ganplug.progress import Bar, stderr_console
 
 SHOWN = (("loss/G", "G"), ("loss/D", "D"), ("prob/real", "D(x)"), ("prob/fake", "D(G(z))"),
          ("scores/real", "real"), ("scores/fake", "fake"))
 
 
+def stats_text(stats: dict[str, float]) -> str:
+    parts = [f"{label} {stats[key]:.3f}" for key, label in SHOWN if key in stats]
+    # D(x)/D(G(z)) are probabilities for the BCE loss; raw scores only for the others.
+    if "prob/real" in stats:
+        parts = [p for p in parts if not p.startswith(("real ", "fake "))]
+    return "  ".join(parts)
+
+
 class RichReporter:
+    """A live bar on a terminal, a clean line every few seconds in a pipe; the ETA honours --minutes."""
+
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True)
-        self.progress: Progress | None = None
-        self.task = None
+        self.console = console or stderr_console()
+        self.bar: Bar | None = None
 
     def start(self, total: int, first: int, info: dict[str, Any]) -> None:
-        self.console.print(
-            f"training on [bold]{info['device']}[/] ({info['precision']}), {info['images']} images -> {info['run']}"
-        )
-        self.progress = Progress(
-            TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[stats]}"), console=self.console, transient=False,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task("train", total=total, completed=first, stats="")
+        budget = float(info.get("max_seconds") or 0.0)
+        limit = f", for at most {budget / 60:g} minutes" if budget else ""
+        self.console.print(f"training on [bold]{info['device']}[/] ({info['precision']}), {info['images']} images "
+                           f"-> {info['run']}{limit}", highlight=False)
+        self.bar = Bar("step", total, unit="img", console=self.console, budget_s=budget, first=first,
+                       rate_scale=float(info.get("batch") or 1))
 
     def update(self, step: int, stats: dict[str, float]) -> None:
-        parts = [f"{stats['speed/images_per_s']:.0f} img/s"] if "speed/images_per_s" in stats else []
-        parts += [f"{label} {stats[key]:.3f}" for key, label in SHOWN if key in stats]
-        # D(x)/D(G(z)) are probabilities for the BCE loss; raw scores only for the others.
-        if "prob/real" in stats:
-            parts = [p for p in parts if not p.startswith(("real ", "fake "))]
-        self.progress.update(self.task, completed=step, stats="  ".join(parts))
+        self.bar.update(step, stats_text(stats))
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        if self.bar is not None:
+            self.bar.message(text)
+        else:
+            self.console.print(text, highlight=False)
 
     def finish(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def end_message(result: Any, steps: int, minutes: float = 0.0) -> str:
+    """Why a run stopped and the exact command that continues it."""
+    run = result.run_dir
+    if result.step >= steps:
+        return (f"done: trained to step {result.step} (--steps {steps}); checkpoint {result.checkpoint}. "
+                f"To train further: `ganplug train --resume {run} --steps {2 * steps}`.")
+    again = f"`ganplug train --resume {run} --steps {steps}" + (f" --minutes {minutes:g}`" if minutes else "`")
+    why = result.stop_reason or "it was asked to stop"
+    return (f"stopped at step {result.step} of {steps}: {why}; checkpoint {result.checkpoint}. "
+            f"Continue with {again}.")

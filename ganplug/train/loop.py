@@ -462,7 +462,8 @@ def _execute(run: Run, cfg: TrainConfig, start: int, dataset, watch: TrainWatch 
         if reporter:
             reporter.start(cfg.steps, start, {"device": str(trainer.runtime.device),
                                               "precision": trainer.runtime.precision, "images": len(dataset),
-                                              "run": str(run.run_dir)})
+                                              "run": str(run.run_dir), "batch": cfg.batch * cfg.d_steps,
+                                              "max_seconds": cfg.max_seconds})
             for note in notes:
                 reporter.message(note)
         fit = trainer.fit(start, next_real, callbacks, on_progress=lambda s: reached.__setitem__(0, s))

@@ -25,16 +25,22 @@ def _packages_on_disk() -> set[str]:
 
 def test_package_list_matches_the_tree():
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert set(cfg["packages"]) == _packages_on_disk()
+    data_only = set(cfg["package-data"])  # folders of files, no __init__.py (demo images, the web page)
+    assert set(cfg["packages"]) == _packages_on_disk() | data_only
+    for name in data_only:
+        assert (REPO / name.replace(".", "/")).is_dir() and not (REPO / name.replace(".", "/") / "__init__.py").exists()
     assert cfg["package-dir"] == {"ganplug": "ganplug", "ganplug.eval": "eval", "ganplug.cli": "cli"}
 
 
 def test_wheel_installs_under_ganplug_only(tmp_path):
     """Build the real wheel: no top-level `eval` or `cli`, demo data included, console script declared."""
     pytest.importorskip("setuptools")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w",
                            str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # a quiet install: no warnings about the project's own packaging configuration
+    assert "BuildBackendWarning" not in proc.stdout + proc.stderr
+    assert "absent from the `packages` configuration" not in proc.stdout + proc.stderr
     (wheel,) = tmp_path.glob("ganplug-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}

@@ -32,7 +32,7 @@ def default_cache_root() -> Path:
 
 def cache_folder(src: Path, opts: PrepOptions, cache_root: Path) -> Path:
     """Where the prepared copy of `src` with `opts` lives (lists the folder; decodes nothing)."""
-    tasks, _, _ = plan_tasks(src, opts, None, CACHE_SEED)
+    tasks, *_ = plan_tasks(src, opts, None, CACHE_SEED)
     recipe = json.dumps({"options": opts.recorded(), "sources": sources_hash(tasks, opts.hash)}, sort_keys=True)
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", src.resolve().name or "root")[:40]

@@ -191,8 +191,9 @@ def _is_within(child: Path, parent: Path) -> bool:
 
 def plan_tasks(
     src: Path, opts: PrepOptions, out: Path | None, seed: int
-) -> tuple[list[SourceTask], list[tuple[str, str]], dict[str, list[str]]]:
-    """The source files to process (with holdout flags), listing problems, and unpaired names."""
+) -> tuple[list[SourceTask], list[tuple[str, str]], dict[str, list[str]], list[str]]:
+    """The source files to process (with holdout flags), listing problems, unpaired names, and the files
+    ignored as not art (licences, notes beside the images)."""
     exclude = (out,) if out is not None else ()
     pair = opts.pair_spec
     unpaired: dict[str, list[str]] = {}
@@ -209,17 +210,18 @@ def plan_tasks(
         problems = [(f"{pair.a_dir}/{r}", why) for r, why in la.problems]
         problems += [(f"{pair.b_dir}/{r}", why) for r, why in lb.problems]
         unpaired = {"a": [f"{pair.a_dir}/{r}" for r in lone_a], "b": [f"{pair.b_dir}/{r}" for r in lone_b]}
+        ignored = [f"{pair.a_dir}/{r}" for r in la.ignored] + [f"{pair.b_dir}/{r}" for r in lb.ignored]
     else:
         listing = list_images(src, exclude=exclude)
         items = [(f, None) for f in listing.files]
-        problems = listing.problems
+        problems, ignored = listing.problems, listing.ignored
     n = len(items)
     n_hold = 0
     if opts.holdout > 0 and n >= 2:
         n_hold = min(n - 1, max(1, round(opts.holdout * n)))
     held = set(np.random.default_rng([seed, 7]).permutation(n)[:n_hold].tolist()) if n_hold else set()
     tasks = [SourceTask(i, b, a, i in held) for i, (b, a) in enumerate(items)]
-    return tasks, problems, unpaired
+    return tasks, problems, unpaired, ignored
 
 
 def sources_hash(tasks: list[SourceTask], method: str) -> str:
@@ -274,6 +276,7 @@ def _build(
     tasks: list[SourceTask],
     problems: list[tuple[str, str]],
     unpaired: dict[str, list[str]],
+    ignored: list[str],
     opts: PrepOptions,
     seed: int,
     workers: int,
@@ -372,6 +375,8 @@ def _build(
         "seconds": round(seconds, 3),
         "images_per_second": round(read / seconds, 1) if seconds > 0 else None,
         "skipped": skipped,
+        "ignored": [{"file": rel, "reason": "not art (a licence, notes or system file beside the images)"}
+                    for rel in ignored],
         "duplicates": duplicates,
         "split_sheets": sheets,
         "blank_cells": blanks,
@@ -435,7 +440,7 @@ def prepare_dataset(
     if state == "dataset":
         old = json.loads((out / META_NAME).read_text())
         seed = opts.seed if opts.seed is not None else int(old.get("options", {}).get("seed", seed))
-    tasks, problems, unpaired = plan_tasks(src, opts, out, seed)
+    tasks, problems, unpaired, ignored = plan_tasks(src, opts, out, seed)
     if not tasks:
         extra = f" ({len(problems)} other file(s), e.g. {problems[0][0]}: {problems[0][1]})" if problems else ""
         raise DataError(
@@ -467,7 +472,7 @@ def prepare_dataset(
     t0 = time.perf_counter()
     try:
         tmp.mkdir()
-        meta, report = _build(tmp, tasks, problems, unpaired, opts, seed, workers, progress)
+        meta, report = _build(tmp, tasks, problems, unpaired, ignored, opts, seed, workers, progress)
         meta["source"] = {"path": str(src.resolve()), "hash": src_hash, "hash_method": opts.hash}
         _write_json(tmp / META_NAME, meta)
         _write_json(tmp / REPORT_NAME, report)

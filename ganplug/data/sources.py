@@ -9,10 +9,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ganplug.data.dataset import is_prepared_dataset
 from ganplug.data.decode import IMAGE_EXTENSIONS
 from ganplug.errors import DataError
 
@@ -31,6 +30,7 @@ class SourceFile:
 class Listing:
     files: list[SourceFile]
     problems: list[tuple[str, str]]  # (relative path, reason): unreadable, loops, unsupported types
+    ignored: list[str] = field(default_factory=list)  # licences, notes, OS litter: not art, not failures
 
 
 def _problem_for(e: OSError) -> str:
@@ -66,6 +66,8 @@ def list_images(root: Path, *, exclude: tuple[Path, ...] = ()) -> Listing:
     Hidden entries (".name") are ignored; other files with unknown extensions are listed as problems
     so the report says why they were not used. `exclude`: folders to leave out (the output folder).
     """
+    from ganplug.data.dataset import is_prepared_dataset  # here, not at the top: that module imports torch
+
     root = Path(root)
     excluded = set()
     for p in exclude:
@@ -76,6 +78,7 @@ def list_images(root: Path, *, exclude: tuple[Path, ...] = ()) -> Listing:
             pass
     files: list[SourceFile] = []
     problems: list[tuple[str, str]] = []
+    ignored: list[str] = []
     st = os.stat(root)
     seen = {(st.st_dev, st.st_ino)}
     stack = [(root, "")]
@@ -112,13 +115,13 @@ def list_images(root: Path, *, exclude: tuple[Path, ...] = ()) -> Listing:
             elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
                 files.append(SourceFile(Path(entry.path), rel, st.st_size, st.st_mtime_ns))
             elif _is_companion_file(entry.name):
-                continue  # licences, notes and OS litter sit beside art; they are not failed images
+                ignored.append(rel)  # licences, notes and OS litter sit beside art; they are not failed images
             else:
                 ext = Path(entry.name).suffix.lower() or "(no extension)"
                 problems.append((rel, f"not an image file type ({ext}); export it as PNG or JPEG"))
     files.sort(key=lambda f: f.rel)
     problems.sort()
-    return Listing(files, problems)
+    return Listing(files, problems, sorted(ignored))
 
 
 COMPANION_NAMES = {"notice", "license", "licence", "copying", "readme", "authors", ".ds_store", "thumbs.db",

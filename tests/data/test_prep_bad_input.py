@@ -267,3 +267,20 @@ def test_interrupt_leaves_no_temp_folder(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(tmp_path / "src", tmp_path / "out", PrepOptions(size=16), progress=progress)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_notes_beside_art_are_listed_as_ignored_not_skipped(tmp_path: Path) -> None:
+    """docs/data.md: a user's notes.txt is not art and not a failure, and report.json says so."""
+    src = tmp_path / "src"
+    src.mkdir()
+    distinct_designs(src, 2)
+    (src / "notes.txt").write_text("palette ideas")
+    (src / "sub").mkdir()
+    (src / "sub" / "LICENSE").write_text("CC-BY")
+    out = tmp_path / "out"
+    res = prepare_dataset(src, out, PrepOptions(size=16))
+    report = json.loads((out / "report.json").read_text())
+    assert [x["file"] for x in report["ignored"]] == ["notes.txt", "sub/LICENSE"]
+    assert all("not art" in x["reason"] for x in report["ignored"])
+    assert not any(x["file"] in ("notes.txt", "sub/LICENSE") for x in report["skipped"])
+    assert res.counts["train"] == 2

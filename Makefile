@@ -30,6 +30,8 @@ core-smoke:
 
 bench: $(STAMP)
 	$(PY) -m pytest -q --benchmark-enable --benchmark-only benchmarks $(PYTEST_ARGS)
+	$(VENV)/bin/ganplug bench --arch dcgan --size 64 --batch 1,64,256 --precision fp32,bf16
+	$(VENV)/bin/ganplug bench --arch stylegan --size 256 --batch 1,64 --precision fp32,bf16
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

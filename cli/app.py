@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "eval_cmd",
     "weights_cmd",
     "latent_cmd",
+    "bench_cmd",
 ]
 
 app = typer.Typer(

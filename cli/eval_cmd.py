@@ -41,14 +41,17 @@ def register(app: typer.Typer) -> None:
         allow_unverified: bool = typer.Option(False, "--allow-unverified-weights",
                                               help="Use network files whose hash differs (results marked)."),
         fid_mode: str = typer.Option("clean", "--fid-mode", help="clean (clean-fid) or legacy (TF resize)."),
-        batch_size: int = typer.Option(64, "--batch-size", min=1),
+        batch_size: int = typer.Option(64, "--batch-size", min=1,
+                                        help="Images per batch for sampling and feature extraction."),
         seed: int = typer.Option(0, "--seed", callback=v.seed,
                                  help="First generator seed; also seeds subsets, KID and SWD."),
         truncation: float = typer.Option(1.0, "--truncation", callback=v.truncation,
                                          help="Truncation psi for generator samples: 1 = none."),
-        kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2),
+        kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2,
+                                             help="Images per KID subset (seeded; smaller sets use all)."),
         pr_features: str = typer.Option("auto", "--pr-features", help="auto, inception or handcrafted."),
-        ppl_samples: int = typer.Option(2000, "--ppl-samples", min=2),
+        ppl_samples: int = typer.Option(2000, "--ppl-samples", min=2,
+                                         help="Latent pairs for perceptual path length."),
         ppl_space: str = typer.Option("auto", "--ppl-space", help="auto (w for style-based, else z), z or w."),
         ppl_sampling: str = typer.Option("end", "--ppl-sampling", help="end or full."),
         save_stats: Path = typer.Option(None, "--save-stats", callback=v.output_file,
@@ -67,68 +70,39 @@ def register(app: typer.Typer) -> None:
                                             "clean-fid), white, black, gray or #rrggbb."),
     ) -> None:
         """Score a generator or image set against real images; network-free metrics always run."""
-        from ganplug.eval.features.weights import WeightsError
         from ganplug.eval.pipeline import evaluate
 
-        if pr_features not in ("auto", "inception", "handcrafted"):
-            raise WeightsError(f"--pr-features must be auto, inception or handcrafted, not {pr_features!r}.")
-        do_collapse = (collapse or report_out is not None) and real is not None and real.suffix != ".npz"
-        if report_out is not None and not do_collapse:
-            raise WeightsError("--report needs --real with real images (a folder or prepared dataset).")
-        if report_out is not None:  # before any work: the plots need matplotlib, an `eval` extra
-            from ganplug.extras import require
-
-            require("matplotlib", "eval", "--report (the HTML report's plots)")
-        for out_path in (json_out, report_out):
-            if do_collapse and out_path is not None and out_path.exists() and not force:
-                raise WeightsError(f"{out_path} exists; pass --force to overwrite it or choose another path.")
         result = evaluate(
-            fake, real, json_path=None if do_collapse else json_out,
-            force=force, metrics=metrics, n=n, precision=precision, device=device,
+            fake, real, json_path=json_out, report_path=report_out, force=force,
+            metrics=metrics, n=n, precision=precision, device=device,
             weights_dir=str(weights_dir) if weights_dir else None, allow_unverified_weights=allow_unverified,
             fid_mode=fid_mode, batch_size=batch_size, seed=seed, truncation=truncation,
             kid_subset_size=kid_subset_size, pr_features=pr_features, ppl_samples=ppl_samples, ppl_space=ppl_space,
             ppl_sampling=ppl_sampling, save_stats=str(save_stats) if save_stats else None, use_cache=not no_cache,
-            background=background,
+            background=background, collapse=collapse, collapse_n=collapse_n, all_checkpoints=all_checkpoints,
         )
-        for name, m in result["metrics"].items():
-            typer.echo(f"{name:7s} {_fmt(name, m)}")
-        for name, reason in result["skipped"].items():
-            typer.echo(f"{name:7s} skipped: {reason}")
-        for note in result["fake"]["notes"] + (result["real"] or {}).get("notes", []) + result["notes"]:
-            typer.echo(f"note: {note}")
-        content = None
-        if do_collapse:
-            from ganplug.errors import DataError
-            from ganplug.eval import report
-
-            try:
-                content = report.analyse(fake, real, n=min(n, collapse_n), seed=seed,
-                                         all_checkpoints=all_checkpoints, truncation=truncation,
-                                         background=background, plots=report_out is not None)
-            except DataError as e:
-                if report_out is not None:  # asked for explicitly: the user must hear why it cannot be made
-                    raise
-                # the default verdict is a bonus: too small a set skips it, like any metric that cannot run
-                result["skipped"]["collapse"] = str(e)
-                typer.echo(f"collapse skipped: {e}")
-        if content is not None:
-            result.update({k: val for k, val in report.public(content).items() if k not in result})
-            v = content["collapse"]
-            typer.echo(f"verdict {v['verdict']} (severity {v['severity']:.2f})")
-            for reason in v["reasons"]:
-                typer.echo(f"        {reason}")
-            mem = content["memorisation"]
-            typer.echo(f"copies  {100 * mem['rate']:.1f}% of {mem['samples']} samples are near-copies of REAL images")
-            for row in content.get("checkpoints", []):
-                typer.echo(f"        {row['checkpoint']}: {row['verdict']} (severity {row['severity']:.2f}, coverage "
-                           f"{row['coverage']:.2f}){'  <- best' if row['best'] else ''}")
-            if report_out is not None:
-                report.write_report(report_out, content, result["metrics"], force=True)
-                typer.echo(f"wrote {report_out}")
-        if do_collapse and json_out:
-            from ganplug.eval.pipeline import write_json
-
-            write_json(json_out, result)
+        _print(result)
+        if report_out is not None:
+            typer.echo(f"wrote {report_out}")
         if json_out:
             typer.echo(f"wrote {json_out}")
+
+
+def _print(result: dict) -> None:
+    """The metrics, skips, notes, then the verdict and copy rate (all read from the result dict)."""
+    for name, m in result["metrics"].items():
+        typer.echo(f"{name:7s} {_fmt(name, m)}")
+    for name, reason in result["skipped"].items():
+        typer.echo(f"{name:7s} skipped: {reason}")
+    for note in result["fake"]["notes"] + (result["real"] or {}).get("notes", []) + result["notes"]:
+        typer.echo(f"note: {note}")
+    if "collapse" not in result:
+        return
+    v, mem = result["collapse"], result["memorisation"]
+    typer.echo(f"verdict {v['verdict']} (severity {v['severity']:.2f})")
+    for reason in v["reasons"]:
+        typer.echo(f"        {reason}")
+    typer.echo(f"copies  {100 * mem['rate']:.1f}% of {mem['samples']} samples are near-copies of REAL images")
+    for row in result.get("checkpoints", []):
+        typer.echo(f"        {row['checkpoint']}: {row['verdict']} (severity {row['severity']:.2f}, coverage "
+                   f"{row['coverage']:.2f}){'  <- best' if row['best'] else ''}")

@@ -1,7 +1,10 @@
 """Evaluation suite for ganplug (installed as ganplug.eval): `evaluate(FAKE, REAL, ...)` and the metrics.
 
-Metrics live in ganplug.eval.metrics (features in, numbers out); feature extraction, weight discovery
-and caching in ganplug.eval.features; inputs in ganplug.eval.sources.
+Metrics live in ganplug.eval.metrics (features in, numbers out), each with one entry in
+ganplug.eval.registry saying what it needs; ganplug.eval.pipeline reads each input once (ganplug.eval.scan)
+and feeds the metrics, the collapse verdict (ganplug.eval.verdict) and the report (ganplug.eval.report,
+rendering only). Feature extraction, weight discovery and caching: ganplug.eval.features; inputs:
+ganplug.eval.sources.
 """
 
 from __future__ import annotations

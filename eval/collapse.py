@@ -6,7 +6,8 @@ Each statistic catches a different failure, and all work in any feature space (t
 - NDB and JS (Richardson & Weiss 2018): k-means bins on real features, a two-proportion z-test per bin,
   and the Jensen-Shannon divergence between the real and fake bin proportions: mass piled into few bins;
 - duplicate rate and a birthday-paradox support estimate (Arora & Zhang 2017): many near-identical samples;
-- diversity: mean pairwise feature distance and MS-SSIM of sample pairs, relative to the real data.
+- diversity: mean pairwise feature distance and MS-SSIM of seeded random sample pairs (the same pairing as
+  the `msssim` metric, eval.metrics.msssim.PairSampler), relative to the real data.
 
 Every statistic is judged against the same statistic measured on real data at the same sample size:
 the real set is split in two, one half is the reference (bins, k-NN balls) and the other half plays a
@@ -25,7 +26,7 @@ import torch
 
 from ganplug.errors import DataError
 from ganplug.eval.metrics import prdc
-from ganplug.eval.metrics.msssim import ms_ssim
+from ganplug.eval.metrics.msssim import pair_msssim
 
 VERDICTS = ("healthy", "partial collapse", "collapse")
 
@@ -130,19 +131,6 @@ def mean_pairwise_distance(features: np.ndarray) -> float:
     d = prdc.pairwise_distances(features, features)
     n = len(features)
     return float(d.sum() / (n * (n - 1)))
-
-
-def pair_msssim(images: torch.Tensor, pairs: int = 48, seed: int = 0) -> float:
-    """Mean MS-SSIM of random distinct pairs of uint8 NCHW images (higher = less diverse)."""
-    n = len(images)
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, n, pairs)
-    b = (a + rng.integers(1, n, pairs)) % n
-    x = images.to(torch.float64)
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
-    vals = ms_ssim(x[torch.as_tensor(a)], x[torch.as_tensor(b)])
-    return float(vals.mean())
 
 
 # ----------------------------------------------------------------------------------------- the battery

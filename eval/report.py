@@ -1,10 +1,10 @@
 """The evaluation report: the collapse verdict, memorisation, checkpoints over time, in one HTML file.
 
-`analyse()` computes the content (a JSON-ready dict); `render_html()` turns it into one self-contained
-page (images and matplotlib plots embedded as base64 PNG) written for an artist: the verdict in words
-first, then what each number means, samples, nearest training images, the bin histogram, and for a run
-folder the checkpoints over time and the loss curves from metrics.jsonl. Real features are computed
-once and reused for every checkpoint.
+It only renders: `evaluate()` computes everything (from its one pass over the inputs) and hands over a
+`ReportContent`; nothing here opens an input or samples a generator. `render_html()` makes one
+self-contained page (images and matplotlib plots embedded as base64 PNG) written for an artist: the
+verdict in words first, then what each number means, samples, nearest training images, the bin
+histogram, and for a run folder the checkpoints over time and the loss curves.
 """
 
 from __future__ import annotations
@@ -12,50 +12,39 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ganplug.errors import UserError
-from ganplug.eval.collapse import RealReference, assess, build_reference
-from ganplug.eval.features.handcrafted import NAME as FEATURE_SPACE
-from ganplug.eval.features.handcrafted import handcrafted_features
-from ganplug.eval.memorisation import memorisation, train_nn_distances
-from ganplug.eval.sources import CheckpointSource, StatsSource, open_source, resolve_background
 
-MAX_REAL = 2000  # real images read for the battery and the memorisation check
 THUMB = 96
-
-METRIC_HELP = {
-    "fid": "Fréchet Inception distance: how far the generated set is from the real set (lower is better).",
-    "kid": "Kernel Inception distance: like FID, unbiased on small sets (lower is better).",
-    "is": "Inception score: confident and varied ImageNet classes (higher is better; weak for art).",
-    "ppl": "Perceptual path length: how smoothly images change along the latent space (lower is smoother).",
-    "pr": "Precision: share of samples that look like some real image; recall: share of real images the "
-          "generator can produce.",
-    "dc": "Density: how tightly samples sit among real images; coverage: share of real images with a "
-          "sample nearby (both higher is better).",
-    "swd": "Sliced Wasserstein distance on image patches at several scales (lower is better).",
-    "msssim": "MS-SSIM between random sample pairs: higher means samples look alike (compare with real pairs).",
-}
+GRID = 48  # samples shown
 
 
-def read_images(source, limit: int | None, size: int, batch: int = 64) -> torch.Tensor:
-    out, count = [], 0
-    for b in source.batches(batch):
-        x = b.stacked(size)
-        out.append(x)
-        count += len(x)
-        if limit and count >= limit:
-            break
-    x = torch.cat(out)
-    return x[:limit] if limit else x
+@dataclass
+class ReportContent:
+    """What the page shows; built by ganplug.eval.pipeline from the arrays of its one pass."""
+
+    fake: str
+    real: str
+    feature_space: str
+    collapse: dict  # Verdict.as_json(), as in the JSON
+    memorisation: dict  # Memorisation.as_json(): `closest` indexes fake_images and real_images
+    fake_images: torch.Tensor  # uint8 NCHW: the samples the battery judged
+    real_images: torch.Tensor  # uint8 NCHW: the REAL images they were compared with
+    real_bin_counts: np.ndarray  # real reference images per k-means bin
+    metrics: dict = field(default_factory=dict)  # the JSON's "metrics"
+    losses: list[dict] | None = None  # from the run's metrics.jsonl (None: FAKE is not a run folder)
+    checkpoints: list[dict] = field(default_factory=list)  # --all-checkpoints rows
 
 
-def features(images: torch.Tensor) -> np.ndarray:
-    return handcrafted_features(images)
+def metric_help() -> dict[str, str]:
+    from ganplug.eval.registry import METRICS
+
+    return {name: m.help for name, m in METRICS.items()}
 
 
 def _png(img: np.ndarray | torch.Tensor) -> str:
@@ -89,104 +78,6 @@ def _fig(draw) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _checkpoint_files(run: Path) -> list[Path]:
-    return sorted((run / "checkpoints").glob("step-*.safetensors"))
-
-
-def _judge(ref: RealReference, src, n: int, size: int, train_feats, train_nn) -> tuple[dict, torch.Tensor, dict]:
-    imgs = read_images(src, n, size)
-    f = features(imgs)
-    v = assess(ref, f, imgs)
-    mem = memorisation(f, train_feats, train_nn=train_nn)
-    return v.as_json(), imgs, {"mem": mem}
-
-
-def analyse(fake, real, *, n: int = 500, seed: int = 0, all_checkpoints: bool = False, runtime=None,
-            truncation: float = 1.0, background: str = "auto", plots: bool = True) -> dict:
-    """The report content for FAKE against REAL (the training images, for the memorisation check).
-
-    `plots=False` leaves out the plots (the verdict alone needs no matplotlib, an `eval` extra);
-    render_html() needs them.
-    """
-    from ganplug.device import make_runtime
-
-    runtime = runtime or make_runtime("auto", "fp32")
-    fake_src = open_source(fake, role="fake", n=n, seed=seed, runtime=runtime, truncation=truncation,
-                           background=resolve_background(background))
-    real_src = open_source(real, role="real", n=MAX_REAL, seed=seed,
-                           background=resolve_background(background, fake_src))
-    if isinstance(real_src, StatsSource):
-        raise UserError(f"{real}: the collapse check and the report need real images, not a statistics file.")
-    size = fake_src.size or real_src.size
-    real_imgs = read_images(real_src, None, size)
-    real_f = features(real_imgs)
-    ref = build_reference(real_f, seed=seed, real_images=real_imgs[:400], baseline_n=min(n, fake_src.count),
-                          feature_space=FEATURE_SPACE)
-    train_nn = train_nn_distances(real_f)
-    verdict, fake_imgs, extra = _judge(ref, fake_src, n, size, real_f, train_nn)
-    mem = extra["mem"]
-    out: dict = {"feature_space": FEATURE_SPACE, "fake": str(fake), "real": str(real),
-                 "collapse": verdict, "memorisation": mem.as_json()}
-    fake_counts = np.asarray(verdict["stats"]["fake_counts"], float)
-    real_counts = ref.counts.astype(float)
-    assets = {
-        "grid": [_png(_thumb(x)) for x in fake_imgs[:48]],
-        "pairs": [{"sample": _png(_thumb(fake_imgs[s])), "train": _png(_thumb(real_imgs[t])), "ratio": r,
-                   "copy": r < mem.threshold} for s, t, _, r in mem.closest_pairs(8)],
-    }
-    order = np.argsort(-real_counts)
-
-    def bins(ax):
-        x = np.arange(len(order))
-        ax.bar(x - 0.2, real_counts[order] / real_counts.sum(), 0.4, label="real images", color="#7a9cc6")
-        ax.bar(x + 0.2, fake_counts[order] / fake_counts.sum(), 0.4, label="generated", color="#e07b39")
-        ax.set_xlabel("real-data bin (k-means on features), most common first")
-        ax.set_ylabel("share of images")
-        ax.legend()
-
-    if plots:
-        assets["bins_plot"] = _fig(bins)
-    run = Path(fake)
-    if run.is_dir() and (run / "checkpoints").is_dir():
-        out["losses"] = _losses(run / "metrics.jsonl")
-        if out["losses"] and plots:
-            assets["loss_plot"] = _fig(lambda ax: _plot_losses(ax, out["losses"]))
-        if all_checkpoints:
-            rows = []
-            for ck in _checkpoint_files(run):
-                src = CheckpointSource.open(ck, n, seed, runtime, truncation, fake_src.background)
-                v, _, ex = _judge(ref, src, n, size, real_f, train_nn)
-                st = v["stats"]
-                rows.append({"checkpoint": ck.name, "step": src.loaded.meta.get("step"), "verdict": v["verdict"],
-                             "severity": v["severity"], "coverage": st["coverage"], "precision": st["precision"],
-                             "recall": st["recall"], "duplicate_rate": st["duplicate_rate"],
-                             "memorisation_rate": ex["mem"].rate})
-            if rows:
-                # best: least collapsed, then most real neighbourhoods covered, then most plausible samples
-                best = min(rows, key=lambda r: (r["severity"], -r["coverage"], -r["precision"]))
-                for r in rows:
-                    r["best"] = r is best
-                out["checkpoints"] = rows
-                if plots:
-                    assets["ckpt_plot"] = _fig(lambda ax: _plot_checkpoints(ax, rows))
-    out["_assets"] = assets
-    return out
-
-
-def _losses(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if "loss/G" in r or "loss/D" in r:
-            rows.append({k: r[k] for k in ("step", "loss/G", "loss/D") if k in r})
-    return rows
-
-
 def _smooth(v: np.ndarray, w: int) -> np.ndarray:
     if len(v) < w or w < 2:
         return v
@@ -218,11 +109,6 @@ def _plot_checkpoints(ax, rows):
     ax.legend(loc="lower left")
 
 
-def public(report: dict) -> dict:
-    """The report without embedded images: what goes into --json."""
-    return {k: v for k, v in report.items() if not k.startswith("_")}
-
-
 VERDICT_TEXT = {
     "healthy": "The generator is not collapsed: its samples spread over the real images like the real images do.",
     "partial collapse": "Partial collapse: the generator misses part of the real variety or repeats itself.",
@@ -235,66 +121,110 @@ def _e(x) -> str:
     return html.escape(str(x))
 
 
-def render_html(report: dict, metrics: dict | None = None) -> str:
-    a = report["_assets"]
-    c = report["collapse"]
-    m = report["memorisation"]
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>ganplug report</title><style>{CSS}"
-             "</style></head><body>",
-             f"<h1>ganplug evaluation</h1><p class='src'>{_e(report['fake'])} against {_e(report['real'])}</p>",
-             f"<section class='verdict' style='border-color:{COLOURS[c['verdict']]}'>"
-             f"<h2 style='color:{COLOURS[c['verdict']]}'>{_e(c['verdict'].capitalize())} "
-             f"<span class='sev'>severity {c['severity']:.2f} / 1</span></h2>"
-             f"<p>{_e(VERDICT_TEXT[c['verdict']])}</p><ul>"
-             + "".join(f"<li>{_e(r)}</li>" for r in c["reasons"]) + "</ul>"
-             f"<p><b>Copies of training images:</b> {100 * m['rate']:.1f}% of {m['samples']} samples "
-             f"({m['flagged']}) are closer to one training image than training images are to each other "
-             f"(ratio under {m['threshold']}).</p></section>"]
-    s, b = c["stats"], c["baseline"]
-    rows = [("coverage", "share of real neighbourhoods reached by a sample", s["coverage"], b["coverage"]),
-            ("recall", "share of real images the samples can explain", s["recall"], b["recall"]),
-            ("precision", "share of samples that look like some real image", s["precision"], b["precision"]),
-            ("JS divergence (bits)", "difference between real and generated bin proportions", s["js"], b["js"]),
-            ("NDB / K", "share of bins with a significantly different proportion", s["ndb_over_k"], b["ndb_over_k"]),
-            ("empty bins", "share of real-data bins no sample falls in", s["empty_bins"], b["empty_bins"]),
-            ("near-duplicates", "share of samples with a near-identical twin", s["duplicate_rate"],
-             b["duplicate_rate"]),
-            ("diversity", "mean distance between samples / between real images", s["diversity_ratio"],
-             b["diversity_ratio"])]
+def assets(c: ReportContent) -> dict:
+    """The page's pictures as data URLs: sample grid, sample/training pairs and the plots."""
+    real_counts = np.asarray(c.real_bin_counts, float)
+    fake_counts = np.asarray(c.collapse["stats"]["fake_counts"], float)
+    order = np.argsort(-real_counts)
+    threshold = c.memorisation["threshold"]
+
+    def bins(ax):
+        x = np.arange(len(order))
+        ax.bar(x - 0.2, real_counts[order] / real_counts.sum(), 0.4, label="real images", color="#7a9cc6")
+        ax.bar(x + 0.2, fake_counts[order] / fake_counts.sum(), 0.4, label="generated", color="#e07b39")
+        ax.set_xlabel("real-data bin (k-means on features), most common first")
+        ax.set_ylabel("share of images")
+        ax.legend()
+
+    out = {"grid": [_png(_thumb(x)) for x in c.fake_images[:GRID]],
+           "pairs": [{"sample": _png(_thumb(c.fake_images[p["sample"]])),
+                      "train": _png(_thumb(c.real_images[p["train"]])),
+                      "ratio": p["ratio"], "copy": p["ratio"] < threshold} for p in c.memorisation["closest"]],
+           "bins_plot": _fig(bins)}
+    if c.losses:
+        out["loss_plot"] = _fig(lambda ax: _plot_losses(ax, c.losses))
+    if c.checkpoints:
+        out["ckpt_plot"] = _fig(lambda ax: _plot_checkpoints(ax, c.checkpoints))
+    return out
+
+
+def _verdict_section(c: ReportContent) -> str:
+    v, m = c.collapse, c.memorisation
+    colour = COLOURS[v["verdict"]]
+    return (f"<section class='verdict' style='border-color:{colour}'>"
+            f"<h2 style='color:{colour}'>{_e(v['verdict'].capitalize())} "
+            f"<span class='sev'>severity {v['severity']:.2f} / 1</span></h2>"
+            f"<p>{_e(VERDICT_TEXT[v['verdict']])}</p><ul>"
+            + "".join(f"<li>{_e(r)}</li>" for r in v["reasons"]) + "</ul>"
+            f"<p><b>Copies of training images:</b> {100 * m['rate']:.1f}% of {m['samples']} samples "
+            f"({m['flagged']}) are closer to one training image than training images are to each other "
+            f"(ratio under {m['threshold']}).</p></section>")
+
+
+def _stats_section(c: ReportContent) -> str:
+    s, b = c.collapse["stats"], c.collapse["baseline"]
+    rows = [("coverage", "share of real neighbourhoods reached by a sample", "coverage"),
+            ("recall", "share of real images the samples can explain", "recall"),
+            ("precision", "share of samples that look like some real image", "precision"),
+            ("JS divergence (bits)", "difference between real and generated bin proportions", "js"),
+            ("NDB / K", "share of bins with a significantly different proportion", "ndb_over_k"),
+            ("empty bins", "share of real-data bins no sample falls in", "empty_bins"),
+            ("near-duplicates", "share of samples with a near-identical twin", "duplicate_rate"),
+            ("diversity", "mean distance between samples / between real images", "diversity_ratio")]
     if "msssim" in s:
-        rows.append(("MS-SSIM of pairs", "structural similarity of random pairs (higher = more alike)", s["msssim"],
-                     b["msssim"]))
-    parts.append("<h2>Collapse statistics</h2><p>Each number beside the same number for unseen real images "
-                 f"at the same sample size ({_e(report['feature_space'])} features).</p><table><tr><th>statistic"
-                 "</th><th>what it means</th><th>generated</th><th>real images</th></tr>"
-                 + "".join(f"<tr><td>{_e(n)}</td><td>{_e(d)}</td><td>{v:.3f}</td><td>{r:.3f}</td></tr>"
-                           for n, d, v, r in rows) + "</table>")
-    if metrics:
-        parts.append("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>what it means</th></tr>"
-                     + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_metric_value(k, v))}</td><td>{_e(METRIC_HELP.get(k, ''))}"
-                               "</td></tr>" for k, v in metrics.items()) + "</table>")
-    parts.append("<h2>Samples</h2><div class='grid'>" + "".join(f"<img src='{u}' alt='sample'>" for u in a["grid"])
-                 + "</div>")
-    parts.append("<h2>Closest to the training images</h2><p>Each generated sample beside its nearest training image, "
-                 "closest first. Ratio = distance to that image / that image's distance to its own nearest "
-                 "neighbour; below the threshold it is marked as a copy.</p><div class='pairs'>"
-                 + "".join(f"<figure class='{'copy' if p['copy'] else ''}'><img src='{p['sample']}' alt='sample'>"
-                           f"<img src='{p['train']}' alt='training image'><figcaption>ratio {p['ratio']:.2f}"
-                           f"{' — copy' if p['copy'] else ''}</figcaption></figure>" for p in a["pairs"]) + "</div>")
-    parts.append(f"<h2>Where samples fall</h2><img class='plot' src='{a['bins_plot']}' alt='bin histogram'>")
+        rows.append(("MS-SSIM of pairs", "structural similarity of random pairs (higher = more alike)", "msssim"))
+    return ("<h2>Collapse statistics</h2><p>Each number beside the same number for unseen real images "
+            f"at the same sample size ({_e(c.feature_space)} features).</p><table><tr><th>statistic"
+            "</th><th>what it means</th><th>generated</th><th>real images</th></tr>"
+            + "".join(f"<tr><td>{_e(n)}</td><td>{_e(d)}</td><td>{s[k]:.3f}</td><td>{b[k]:.3f}</td></tr>"
+                      for n, d, k in rows) + "</table>")
+
+
+def _metrics_section(metrics: dict) -> str:
+    if not metrics:
+        return ""
+    helps = metric_help()
+    return ("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>what it means</th></tr>"
+            + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_metric_value(k, v))}</td><td>{_e(helps.get(k, ''))}"
+                      "</td></tr>" for k, v in metrics.items()) + "</table>")
+
+
+def _images_section(a: dict) -> str:
+    return ("<h2>Samples</h2><div class='grid'>" + "".join(f"<img src='{u}' alt='sample'>" for u in a["grid"])
+            + "</div><h2>Closest to the training images</h2><p>Each generated sample beside its nearest training "
+            "image, closest first. Ratio = distance to that image / that image's distance to its own nearest "
+            "neighbour; below the threshold it is marked as a copy.</p><div class='pairs'>"
+            + "".join(f"<figure class='{'copy' if p['copy'] else ''}'><img src='{p['sample']}' alt='sample'>"
+                      f"<img src='{p['train']}' alt='training image'><figcaption>ratio {p['ratio']:.2f}"
+                      f"{' — copy' if p['copy'] else ''}</figcaption></figure>" for p in a["pairs"]) + "</div>"
+            f"<h2>Where samples fall</h2><img class='plot' src='{a['bins_plot']}' alt='bin histogram'>")
+
+
+def _over_time_section(c: ReportContent, a: dict) -> str:
+    out = ""
     if "ckpt_plot" in a:
-        parts.append("<h2>Checkpoints</h2>" f"<img class='plot' src='{a['ckpt_plot']}' alt='checkpoints'><table><tr>"
-                     "<th>checkpoint</th><th>verdict</th><th>severity</th><th>coverage</th><th>precision</th>"
-                     "<th>copies</th></tr>"
-                     + "".join(f"<tr class='{'best' if r['best'] else ''}'><td>{_e(r['checkpoint'])}"
-                               f"{' ★ best' if r['best'] else ''}</td><td>{_e(r['verdict'])}</td>"
-                               f"<td>{r['severity']:.2f}</td><td>{r['coverage']:.2f}</td><td>{r['precision']:.2f}</td>"
-                               f"<td>{100 * r['memorisation_rate']:.0f}%</td></tr>" for r in report["checkpoints"])
-                     + "</table>")
+        out += ("<h2>Checkpoints</h2>" f"<img class='plot' src='{a['ckpt_plot']}' alt='checkpoints'><table><tr>"
+                "<th>checkpoint</th><th>verdict</th><th>severity</th><th>coverage</th><th>precision</th>"
+                "<th>copies</th></tr>"
+                + "".join(f"<tr class='{'best' if r['best'] else ''}'><td>{_e(r['checkpoint'])}"
+                          f"{' ★ best' if r['best'] else ''}</td><td>{_e(r['verdict'])}</td>"
+                          f"<td>{r['severity']:.2f}</td><td>{r['coverage']:.2f}</td><td>{r['precision']:.2f}</td>"
+                          f"<td>{100 * r['memorisation_rate']:.0f}%</td></tr>" for r in c.checkpoints)
+                + "</table>")
     if "loss_plot" in a:
-        parts.append(f"<h2>Training losses</h2><img class='plot' src='{a['loss_plot']}' alt='loss curves'>")
-    parts.append("</body></html>")
-    return "".join(parts)
+        out += f"<h2>Training losses</h2><img class='plot' src='{a['loss_plot']}' alt='loss curves'>"
+    return out
+
+
+def render_html(c: ReportContent) -> str:
+    """The whole page: verdict first, then the statistics, metrics, pictures and the run over time."""
+    a = assets(c)
+    return "".join([
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>ganplug report</title><style>{CSS}"
+        "</style></head><body>",
+        f"<h1>ganplug evaluation</h1><p class='src'>{_e(c.fake)} against {_e(c.real)}</p>",
+        _verdict_section(c), _stats_section(c), _metrics_section(c.metrics), _images_section(a),
+        _over_time_section(c, a), "</body></html>"])
 
 
 def _metric_value(name: str, m: dict) -> str:
@@ -316,11 +246,12 @@ border:2px solid #ddd}.pairs figure.copy{border-color:#c0392b}figcaption{font-si
 """
 
 
-def write_report(path: Path, report: dict, metrics: dict | None = None, *, force: bool = False) -> Path:
+def write_report(path: Path, content: ReportContent, *, force: bool = False) -> Path:
+    """Render and write atomically; an existing file is kept unless `force`."""
     from ganplug.atomic import atomic_write_bytes
 
     path = Path(path)
     if path.exists() and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it or choose another --report path.")
-    atomic_write_bytes(path, render_html(report, metrics).encode())
+    atomic_write_bytes(path, render_html(content).encode())
     return path

@@ -66,7 +66,8 @@ class Source(ABC):
                 "notes": list(self.notes)}
 
 
-def _subset(total: int, n: int | None, seed: int) -> np.ndarray:
+def subset_rows(total: int, n: int | None, seed: int) -> np.ndarray:
+    """The sorted seeded subset of n rows out of total that every source and the collapse battery use."""
     if n is None or n >= total:
         return np.arange(total)
     return np.sort(np.random.RandomState(seed).choice(total, n, replace=False))
@@ -120,7 +121,7 @@ class FolderSource(Source):
         if not files:
             raise DataError(f"{path} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); point at a folder "
                             "of images, a prepared dataset, a run folder or a .npz statistics file.")
-        picked = [files[i] for i in _subset(len(files), n, seed)]
+        picked = [files[i] for i in subset_rows(len(files), n, seed)]
         sizes: Counter = Counter()
         modes: Counter = Counter()
         transparent = 0
@@ -181,7 +182,7 @@ class DatasetSource(Source):
         from ganplug.data.dataset import open_dataset
 
         ds = open_dataset(path, split=split)
-        rows = _subset(len(ds), n, seed)
+        rows = subset_rows(len(ds), n, seed)
         src = cls(kind="dataset", path=path, rows=rows, images=ds.images, count=len(rows), size=ds.size,
                   background=background if ds.channels == 4 else None)
         if split != "train":

@@ -68,7 +68,7 @@ def test_pair_msssim_lower_for_diverse_sets():
     rng = np.random.default_rng(3)
     diverse = torch.from_numpy(rng.integers(0, 256, (8, 3, 64, 64)).astype(np.uint8))
     same = diverse[:1].repeat(8, 1, 1, 1)
-    d, s = msssim.PairMSSSIM(), msssim.PairMSSSIM()
+    d, s = msssim.PairSampler(), msssim.PairSampler()
     d.update(diverse)
     s.update(same)
     assert s.result()["value"] == pytest.approx(1.0) and d.result()["value"] < 0.2

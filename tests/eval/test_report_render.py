@@ -14,12 +14,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ganplug.cli.app import app
-from ganplug.eval import report
+from ganplug.eval import pipeline, report
+from ganplug.eval.options import EvalOptions
 
 
 @pytest.fixture(scope="module")
-def content(tiny_run, shapes_dir):
-    return report.analyse(tiny_run, shapes_dir, n=48, all_checkpoints=True)
+def content(tiny_run, shapes_dir) -> report.ReportContent:
+    opts = EvalOptions(metrics=("pr", "dc"), n=48, collapse=True, collapse_n=48, all_checkpoints=True)
+    return pipeline.run(tiny_run, shapes_dir, opts).report
 
 
 def test_report_is_self_contained_and_says_the_verdict_first(content, tmp_path):
@@ -27,15 +29,17 @@ def test_report_is_self_contained_and_says_the_verdict_first(content, tmp_path):
     report.write_report(page, content)
     text = page.read_text()
     assert not re.search(r"""(src|href)=['"](?!data:)""", text)  # every image embedded, no external file
-    verdict = content["collapse"]["verdict"]
+    verdict = content.collapse["verdict"]
     assert text.index(verdict.capitalize()) < text.index("Collapse statistics") < text.index("Samples")
-    a = content["_assets"]
-    assert text.count("<img src='data:image/png;base64,") == len(a["grid"]) + 2 * len(a["pairs"])
+    grid, pairs = min(report.GRID, len(content.fake_images)), len(content.memorisation["closest"])
+    assert grid == 48 and pairs == 8
+    assert text.count("<img src='data:image/png;base64,") == grid + 2 * pairs
     assert text.count("<img class='plot' src='data:image/png;base64,") == 3  # bins, checkpoints, losses
     assert "Checkpoints" in text and "★ best" in text and "Training losses" in text
-    steps = [r["step"] for r in content["checkpoints"]]
-    assert steps == sorted(steps) and sum(r["best"] for r in content["checkpoints"]) == 1
-    assert content["losses"] and content["losses"][0]["step"] == 1
+    assert "Metrics" in text and "Precision: share of samples" in text  # the registry's help beside each metric
+    steps = [r["step"] for r in content.checkpoints]
+    assert steps == sorted(steps) and sum(r["best"] for r in content.checkpoints) == 1
+    assert content.losses and content.losses[0]["step"] == 1
     with pytest.raises(Exception, match="--force"):
         report.write_report(page, content)
 
@@ -69,7 +73,7 @@ def test_report_renders_in_headless_chromium(content, tmp_path):
     assert img.shape[:2] == (2000, 1280)
     # The verdict box's coloured left border is drawn near the top of the page.
     colour = {"healthy": (0x1e, 0x84, 0x49), "partial collapse": (0xb9, 0x77, 0x0e), "collapse": (0xc0, 0x39, 0x2b)}[
-        content["collapse"]["verdict"]]
+        content.collapse["verdict"]]
     top = img[:500]
     assert (np.abs(top - np.array(colour)).sum(-1) < 30).sum() > 500
     # Embedded images decoded and drawn: many distinct colours below the verdict, not a blank page.

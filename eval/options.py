@@ -1,0 +1,43 @@
+"""`EvalOptions`: every setting of one evaluation, shared by `evaluate()`, the metric registry and the CLI.
+
+A plain dataclass so that an unknown keyword is an error (see `evaluate`), and the JSON's `settings`
+is simply its fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc", "swd", "msssim")
+
+
+@dataclass
+class EvalOptions:
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    n: int = 10000  # fake samples drawn from a generator; at most this many images from folders/datasets
+    device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA) | auto; Inception features only
+    fid_mode: str = "clean"
+    weights_dir: str | None = None
+    allow_unverified_weights: bool = False
+    batch_size: int = 64
+    seed: int = 0  # first generator seed; also seeds subsets, KID, SWD, MS-SSIM pairs
+    truncation: float = 1.0
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    is_splits: int = 10
+    pr_features: str = "auto"  # auto (inception if available, else handcrafted) | inception | handcrafted
+    ppl_samples: int = 2000
+    ppl_space: str = "auto"
+    ppl_sampling: str = "end"
+    ppl_epsilon: float = 1e-4
+    swd_images: int = 1024
+    msssim_pairs: int = 1000
+    cache_dir: str | None = None
+    use_cache: bool = True
+    workers: int = 2
+    save_stats: str | None = None  # write the fake set's Inception mu/sigma here (.npz)
+    background: str = "auto"  # transparency: auto (FAKE's training colour) | none (alpha dropped) | a colour
+    collapse: bool = False  # mode-collapse verdict + memorisation check (when REAL is images); the CLI's default
+    collapse_n: int = 500  # samples judged by the collapse battery (the first of the metric samples)
+    all_checkpoints: bool = False  # with a run folder and collapse: judge every checkpoint, mark the best

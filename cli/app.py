@@ -68,10 +68,36 @@ def _usage_line(e: Exception) -> str:
     return text
 
 
+def command():
+    """The click command tree of the app, with plain flags (`--force`, `--collapse/--no-collapse`) showing no
+    value type in --help: typer 0.29 prints `<bool>` beside them, as if they took a value."""
+    cmd = typer.main.get_command(app)
+    for sub in (cmd, *getattr(cmd, "commands", {}).values(), *_subcommands(cmd)):
+        for param in sub.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        sub.get_help_option = _flag_without_type(sub.get_help_option)  # --help is made per call
+    return cmd
+
+
+def _subcommands(cmd) -> list:
+    return [c for group in getattr(cmd, "commands", {}).values() for c in getattr(group, "commands", {}).values()]
+
+
+def _flag_without_type(make):
+    def get_help_option(ctx):
+        option = make(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return get_help_option
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the app, turning user errors into exit code 2."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = command()(args=argv, standalone_mode=False)
     except UserError as e:
         # escaped: a message may hold brackets (`pip install 'ganplug[serve]'`) that are not markup
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)

@@ -1,19 +1,23 @@
-"""`ganplug generate`, `ganplug interpolate` and `ganplug rank`: images from a trained checkpoint."""
+"""`ganplug generate`, `variations`, `interpolate`, `rank` and `translate`: images from a trained checkpoint.
+
+Each command parses its options, calls the operation in `ganplug.ops` (the server calls the same ones)
+and writes files. torch and the library are imported inside the commands, so `--help` stays instant.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import torch
 import typer
-from PIL import Image
 
 from ganplug.cli import validate as v
 from ganplug.errors import UserError
-from ganplug.sampling import MAX_SEEDS
+from ganplug.seeds import MAX_SEEDS
 
 CKPT_HELP = "A run folder (its latest checkpoint) or a .safetensors checkpoint file."
+NOISE_HELP = "Noise inputs for style-based models: const (default), random or none."
+TILE_HELP = "Seamless: the left edge continues the right and the top the bottom (as the plugins' Tileable)."
 
 
 def _refuse_existing(path: Path, force: bool) -> None:
@@ -39,18 +43,10 @@ def _load(ckpt: Path, device: str, precision: str, *, translator: bool = False):
     return model, rt
 
 
-def _g_kwargs(spec, noise: str | None) -> dict:
-    if noise is None:
-        return {}
-    if not spec.style_based:
-        raise UserError(f"--noise applies to style-based models; this checkpoint is {spec.arch}.")
-    if noise not in ("const", "random", "none"):
-        raise UserError(f"--noise must be const, random or none, not {noise!r}.")
-    return {"noise_mode": noise}
-
-
-def _render_saved_latent(model, path: Path, rt) -> torch.Tensor:
+def _render_saved_latent(model, path: Path, rt):
     """One uint8 image from a projection's latent.npy, with its noise maps when they are beside it."""
+    import torch
+
     from ganplug.latent import read_latent_file, read_noise_file, render_projection
     from ganplug.sampling import to_uint8
 
@@ -76,6 +72,31 @@ def _render_saved_latent(model, path: Path, rt) -> torch.Tensor:
         return to_uint8(render_projection(model.G, latent, space, noise)).cpu()[0]
 
 
+def _write_each(images, names: list[str], outdir: Path, force: bool, sidecar: Path | None = None) -> None:
+    """One PNG per image into `outdir`, refusing to overwrite any of them (or the sidecar) without --force."""
+    from ganplug.sampling import save_image_atomic, to_pil
+
+    clashes = [outdir / nm for nm in names if (outdir / nm).exists()]
+    clashes += [sidecar] if sidecar is not None and sidecar.exists() else []
+    if clashes and not force:
+        raise UserError(f"{clashes[0]} already exists ({len(clashes)} files would be overwritten); "
+                        "pass --force or choose another --outdir.")
+    outdir.mkdir(parents=True, exist_ok=True)
+    for img, nm in zip(images, names, strict=True):
+        save_image_atomic(to_pil(img), outdir / nm)
+
+
+def _write_record(path: Path, model, result, files: list[str]) -> None:
+    """The sidecar that regenerates every image: checkpoint, resolved options and each file's label."""
+    from ganplug.atomic import atomic_write_bytes
+
+    record = {"checkpoint": str(model.path), "step": model.meta.get("step"), "arch": model.spec.arch,
+              **result.params, "z": "N(0, I) from numpy RandomState(seed)",
+              "images": [{"file": f, "index": k, **lab} for k, (f, lab) in enumerate(zip(files, result.labels,
+                                                                                        strict=True))]}
+    atomic_write_bytes(path, json.dumps(record, indent=2).encode())
+
+
 def generate(
     ckpt: Path = typer.Argument(..., help=CKPT_HELP),
     n: int = typer.Option(64, min=1, max=MAX_SEEDS, help="Number of images (seeds SEED..SEED+N-1)."),
@@ -87,7 +108,8 @@ def generate(
                                 help="Write one PNG per image here, plus seeds.json to regenerate them."),
     truncation: float = typer.Option(1.0, callback=v.truncation,
                                      help="Truncation psi: 1 = none, smaller = safer, less varied."),
-    noise: str = typer.Option(None, help="Noise inputs for style-based models: const, random or none."),
+    noise: str = typer.Option(None, help=NOISE_HELP),
+    tileable: bool = typer.Option(False, help=TILE_HELP),
     latent: Path = typer.Option(None, help="Regenerate one image from a latent.npy written by `ganplug project` "
                                 "(its noise.safetensors and projection.json beside it are used); needs --out."),
     nrow: int = typer.Option(None, min=1, help="Images per grid row."),
@@ -97,7 +119,7 @@ def generate(
     force: bool = typer.Option(False, help="Overwrite existing output files."),
 ) -> None:
     """Generate images: a grid (--out) or one file per seed (--outdir)."""
-    from ganplug.sampling import generate as gen
+    from ganplug import ops
     from ganplug.sampling import make_grid, parse_seeds, save_image_atomic, to_pil
 
     if (out is None) == (outdir is None):
@@ -107,42 +129,51 @@ def generate(
             raise UserError("--latent regenerates one image: give --out image.png, not --outdir.")
         _refuse_existing(out, force)
         model, rt = _load(ckpt, device, precision)
-        img = _render_saved_latent(model, latent, rt)
-        save_image_atomic(to_pil(img), out)
+        save_image_atomic(to_pil(_render_saved_latent(model, latent, rt)), out)
         typer.echo(f"wrote {out} from {latent}")
         return
     seed_list = parse_seeds(seeds) if seeds is not None else list(range(seed, seed + n))
     if out is not None:
         _refuse_existing(out, force)
     model, rt = _load(ckpt, device, precision)
-    kwargs = _g_kwargs(model.spec, noise)
-    batches = gen(model.G, seed_list, truncation=truncation, batch_size=batch_size, runtime=rt, **kwargs)
+    result = ops.generate(model, rt, seed_list, truncation=truncation, noise=noise, tileable=tileable,
+                          batch_size=batch_size)
     if out is not None:
-        images = torch.cat([imgs for _, imgs in batches])
-        save_image_atomic(make_grid(images, nrow=nrow), out)
+        save_image_atomic(make_grid(result.images, nrow=nrow), out)
         typer.echo(f"wrote {out} ({len(seed_list)} images, seeds {seed_list[0]}..{seed_list[-1]})")
         return
-    outdir.mkdir(parents=True, exist_ok=True)
-    sidecar = outdir / "seeds.json"
     names = [f"{i:04d}-seed{s}.png" for i, s in enumerate(seed_list)]
-    clashes = [outdir / nm for nm in names if (outdir / nm).exists()] + ([sidecar] if sidecar.exists() else [])
-    if clashes and not force:
-        raise UserError(f"{clashes[0]} already exists ({len(clashes)} files would be overwritten); "
-                        "pass --force or choose another --outdir.")
-    i = 0
-    for _, imgs in batches:
-        for img in imgs:
-            save_image_atomic(to_pil(img), outdir / names[i])
-            i += 1
-    record = {
-        "checkpoint": str(model.path), "step": model.meta.get("step"), "arch": model.spec.arch,
-        "truncation": truncation, "noise": noise, "z": "N(0, I) from numpy RandomState(seed)",
-        "images": [{"file": nm, "index": k, "seed": s} for k, (nm, s) in enumerate(zip(names, seed_list, strict=True))],
-    }
-    from ganplug.atomic import atomic_write_bytes
+    _write_each(result.images, names, outdir, force, sidecar=outdir / "seeds.json")
+    _write_record(outdir / "seeds.json", model, result, names)
+    typer.echo(f"wrote {len(seed_list)} images and seeds.json to {outdir}")
 
-    atomic_write_bytes(sidecar, json.dumps(record, indent=2).encode())
-    typer.echo(f"wrote {len(seed_list)} images and {sidecar.name} to {outdir}")
+
+def variations(
+    ckpt: Path = typer.Argument(..., help=CKPT_HELP),
+    seed: int = typer.Option(..., callback=v.seed, help="The seed whose image to vary."),
+    n: int = typer.Option(4, min=1, max=MAX_SEEDS, help="Number of variations."),
+    strength: float = typer.Option(0.3, callback=v.unit_interval,
+                                   help="0 = the seed's own image, 1 = unrelated images."),
+    outdir: Path = typer.Option(..., callback=v.output_dir,
+                                help="Write one PNG per variation here, plus variations.json."),
+    truncation: float = typer.Option(1.0, callback=v.truncation, help="Truncation psi."),
+    noise: str = typer.Option(None, help=NOISE_HELP),
+    tileable: bool = typer.Option(False, help=TILE_HELP),
+    batch_size: int = typer.Option(32, min=1, help="Images generated per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
+    force: bool = typer.Option(False, help="Overwrite existing output files."),
+) -> None:
+    """Images near one seed (the plugins' Variations): the same pixels as the server's /v1/variations."""
+    from ganplug import ops
+
+    model, rt = _load(ckpt, device, precision)
+    result = ops.variations(model, rt, seed, n, strength=strength, truncation=truncation, noise=noise,
+                            tileable=tileable, batch_size=batch_size)
+    names = [f"seed{seed}-v{lab['variation']}.png" for lab in result.labels]
+    _write_each(result.images, names, outdir, force, sidecar=outdir / "variations.json")
+    _write_record(outdir / "variations.json", model, result, names)
+    typer.echo(f"wrote {n} variations of seed {seed} and variations.json to {outdir}")
 
 
 def interpolate(
@@ -151,28 +182,52 @@ def interpolate(
     frames: int = typer.Option(48, min=2, max=10_000, help="Number of frames."),
     out: Path = typer.Option(Path("morph.gif"), callback=v.output_file,
                              help="Output animation (.gif, or .mp4 with imageio-ffmpeg)."),
+    outdir: Path = typer.Option(None, callback=v.output_dir,
+                                help="Write one PNG per frame here instead of an animation (exact pixels)."),
     fps: float = typer.Option(24.0, callback=v.fps, help="Frames per second."),
     loop: bool = typer.Option(False, help="Return to the first seed at the end."),
     truncation: float = typer.Option(1.0, callback=v.truncation, help="Truncation psi."),
-    noise: str = typer.Option(None, help="Noise inputs for style-based models: const, random or none."),
+    noise: str = typer.Option(None, help=NOISE_HELP),
+    tileable: bool = typer.Option(False, help=TILE_HELP),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
     force: bool = typer.Option(False, help="Overwrite an existing output file."),
 ) -> None:
-    """Morph between seeds (slerp in z; lerp in w for style-based models) as a GIF or MP4."""
-    from ganplug.sampling import interpolate as interp
+    """Morph between seeds (lerp in w for style-based models, slerp in z otherwise) as a GIF, MP4 or PNGs."""
+    from ganplug import ops
     from ganplug.sampling import parse_seeds, save_animation, to_pil
 
     seed_list = parse_seeds(seeds)
-    if out.suffix.lower() not in (".gif", ".mp4"):
-        raise UserError(f"--out {out}: write a .gif or an .mp4.")
-    _refuse_existing(out, force)
+    if outdir is None:
+        if out.suffix.lower() not in (".gif", ".mp4"):
+            raise UserError(f"--out {out}: write a .gif or an .mp4.")
+        _refuse_existing(out, force)
     model, rt = _load(ckpt, device, precision)
-    kwargs = _g_kwargs(model.spec, noise) or ({"noise_mode": "const"} if model.spec.style_based else {})
-    imgs = interp(model.G, seed_list, frames, style_based=model.spec.style_based, truncation=truncation, loop=loop,
-                  runtime=rt, **kwargs)
-    save_animation([to_pil(im) for im in imgs], out, fps=fps)
-    typer.echo(f"wrote {out} ({frames} frames through seeds {', '.join(map(str, seed_list))})")
+    result = ops.interpolate(model, rt, seed_list, frames, loop=loop, truncation=truncation, noise=noise,
+                             tileable=tileable)
+    via = ", ".join(map(str, seed_list))
+    if outdir is not None:
+        names = [f"frame{i:04d}.png" for i in range(frames)]
+        _write_each(result.images, names, outdir, force, sidecar=outdir / "frames.json")
+        _write_record(outdir / "frames.json", model, result, names)
+        typer.echo(f"wrote {frames} frames through seeds {via} and frames.json to {outdir}")
+        return
+    save_animation([to_pil(im) for im in result.images], out, fps=fps)
+    typer.echo(f"wrote {out} ({frames} frames through seeds {via})")
+
+
+def _stack_vertically(parts):
+    """PIL images one above the other with a 12 px grey gap (rank's best above its worst)."""
+    from PIL import Image
+
+    gap = 12
+    height = sum(p.height for p in parts) + gap * (len(parts) - 1)
+    canvas = Image.new(parts[0].mode, (max(p.width for p in parts), height), (128,) * len(parts[0].getbands()))
+    y = 0
+    for p in parts:
+        canvas.paste(p, (0, y))
+        y += p.height + gap
+    return canvas
 
 
 def rank(
@@ -187,8 +242,11 @@ def rank(
     force: bool = typer.Option(False, help="Overwrite an existing output file."),
 ) -> None:
     """Score samples with the discriminator and show the best and the worst."""
+    import torch
+
+    from ganplug import ops
     from ganplug.checkpoint import load_discriminator
-    from ganplug.sampling import generate_all, make_grid, save_image_atomic
+    from ganplug.sampling import make_grid, save_image_atomic
 
     if best + worst == 0:
         raise UserError("--best and --worst are both 0; show at least one image.")
@@ -198,24 +256,14 @@ def rank(
     model, rt = _load(ckpt, device, "fp32")
     D, _ = load_discriminator(model.path, device=rt.device)
     seeds = list(range(seed, seed + n))
-    images = generate_all(model.G, seeds, runtime=rt)
-    with torch.no_grad():
-        scores = torch.cat([D(rt.prepare_images(chunk.float() / 127.5 - 1)).float().cpu()
-                            for chunk in images.split(64)])
+    result, scores = ops.rank(model, D, rt, seeds)
     order = torch.argsort(scores, descending=True)
     parts = []
     if best:
-        parts.append(make_grid(images[order[:best]]))
+        parts.append(make_grid(result.images[order[:best]]))
     if worst:
-        parts.append(make_grid(images[order[-worst:].flip(0)]))
-    gap = 12
-    height = sum(p.height for p in parts) + gap * (len(parts) - 1)
-    canvas = Image.new(parts[0].mode, (max(p.width for p in parts), height), (128,) * len(parts[0].getbands()))
-    y = 0
-    for p in parts:
-        canvas.paste(p, (0, y))
-        y += p.height + gap
-    save_image_atomic(canvas, out)
+        parts.append(make_grid(result.images[order[-worst:].flip(0)]))
+    save_image_atomic(_stack_vertically(parts), out)
     top = ", ".join(f"{seeds[i]} ({scores[i]:.2f})" for i in order[: min(best, 5)].tolist())
     typer.echo(f"wrote {out}: best {best} on top, worst {worst} below. Best seeds (D score): {top}")
 
@@ -225,13 +273,15 @@ def translate(
     images: list[Path] = typer.Argument(..., help="Input images (sketches, edge maps...)."),
     out: Path = typer.Option(None, callback=v.output_file, help="Write the translation of the one input here (.png)."),
     outdir: Path = typer.Option(None, callback=v.output_dir, help="Write one PNG per input here, named after it."),
+    tileable: bool = typer.Option(False, help=TILE_HELP),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
     force: bool = typer.Option(False, help="Overwrite existing output files."),
 ) -> None:
     """Translate images with an image-to-image (pix2pix) model: a sketch in, a rendered image out."""
+    from ganplug import ops
     from ganplug.latent import load_target
-    from ganplug.sampling import save_image_atomic, to_pil, to_uint8
+    from ganplug.sampling import save_image_atomic, to_pil
 
     if (out is None) == (outdir is None):
         raise UserError("give exactly one of --out image.png (one input) or --outdir DIR.")
@@ -243,24 +293,23 @@ def translate(
     for t in targets:
         _refuse_existing(t, force)
     model, rt = _load(ckpt, device, precision, translator=True)
-    inputs = []
+    inputs = []  # every input is read before anything is written: a bad one costs no half-done folder
     for path in images:
-        target = load_target(path, model.spec.size, model.G.cfg.in_channels, model.background)
+        target = load_target(path, model.spec.size, ops.input_channels(model), model.background)
         for note in target.notices:
             typer.echo(f"note: {note}")
         inputs.append(target.image)
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)
     for src, dst, img in zip(images, targets, inputs, strict=True):
-        x = rt.prepare_images(img[None].float() / 127.5 - 1.0)
-        with torch.no_grad(), rt.autocast():
-            y = model.G(x)
-        save_image_atomic(to_pil(to_uint8(y).cpu()[0]), dst)
+        result = ops.translate(model, rt, img[None], tileable=tileable)
+        save_image_atomic(to_pil(result.images[0]), dst)
         typer.echo(f"wrote {dst} (from {src})")
 
 
 def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
+    app.command("variations")(variations)
     app.command("interpolate")(interpolate)
     app.command("rank")(rank)
     app.command("translate")(translate)

@@ -1,4 +1,8 @@
-"""`ganplug mix` (style-mixing grid) and `ganplug project` (GAN inversion of an image)."""
+"""`ganplug mix` (style-mixing grid) and `ganplug project` (GAN inversion of an image).
+
+Both call `ganplug.ops` (as the server's /v1/stylemix and /v1/project do); torch is imported inside the
+commands only, so `--help` stays instant.
+"""
 
 from __future__ import annotations
 
@@ -32,30 +36,30 @@ def mix(
                              help="Output grid image; mix.json beside it records how to redo it."),
     truncation: float = typer.Option(1.0, callback=v.truncation, help="Truncation psi in w space."),
     noise: str = typer.Option("const", help="Noise inputs: const, random or none."),
+    tileable: bool = typer.Option(False, help="Seamless: the left edge continues the right and the top the bottom."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, help="Overwrite existing output files."),
 ) -> None:
     """Style-mixing grid: rows take the coarse styles (pose, shape), columns the fine ones (colour, detail)."""
+    from ganplug import ops
     from ganplug.atomic import atomic_write_bytes
-    from ganplug.latent import parse_styles, style_mixing_grid
     from ganplug.sampling import make_grid, parse_seeds, save_image_atomic
 
     row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
-    if noise not in ("const", "random", "none"):
+    if noise not in ops.NOISE_MODES:
         raise UserError(f"--noise must be const, random or none, not {noise!r}.")
     sidecar = out.with_suffix(".json")
     for path in (out, sidecar):
         if path.exists() and not force:
             raise UserError(f"{path} already exists; pass --force to overwrite it or choose another --out.")
     model, rt = _load(ckpt, device)
-    if not model.spec.style_based:
-        raise UserError(f"style mixing needs a style-based model (--arch stylegan); {ckpt} is {model.spec.arch}.")
-    style_idx = parse_styles(styles, model.spec.num_ws) if styles else list(range(model.spec.num_ws // 2))
-    cells = style_mixing_grid(model.G, row_seeds, col_seeds, style_idx, truncation=truncation, noise_mode=noise,
-                              device=rt.device)
-    save_image_atomic(make_grid(cells, nrow=len(col_seeds) + 1), out)
+    ops.require_style_based(model, "style mixing")
+    result = ops.mix(model, rt, row_seeds, col_seeds, styles, truncation=truncation, noise=noise, tileable=tileable)
+    style_idx = result.params["styles"]
+    save_image_atomic(make_grid(ops.mix_grid(result), nrow=len(col_seeds) + 1), out)
     record = {"checkpoint": str(model.path), "step": model.meta.get("step"), "rows": row_seeds, "cols": col_seeds,
               "styles_from_rows": style_idx, "num_ws": model.spec.num_ws, "truncation": truncation, "noise": noise,
+              "tileable": tileable,
               "layout": "top row: column seeds; left column: row seeds; cell = row styles in styles_from_rows, "
                         "column styles elsewhere"}
     atomic_write_bytes(sidecar, json.dumps(record, indent=2).encode())
@@ -83,9 +87,9 @@ def project(
     from rich.progress import Progress
     from safetensors.torch import save as st_save
 
+    from ganplug import ops
     from ganplug.atomic import atomic_write_bytes
     from ganplug.latent import load_target
-    from ganplug.latent import project as run_projection
     from ganplug.sampling import save_animation, save_image_atomic, to_pil
 
     if video not in ("gif", "mp4"):
@@ -96,15 +100,15 @@ def project(
         raise UserError(f"{clashes[0]} already exists; pass --force to overwrite the projection in {out}, "
                         "or choose another --out.")
     model, rt = _load(ckpt, device)
-    target = load_target(image, model.spec.size, model.spec.channels, model.background)
+    target = load_target(image, model.spec.size, ops.input_channels(model), model.background)
     for note in target.notices:
         typer.echo(f"note: {note}")
     with Progress(transient=True) as bar:
         task = bar.add_task("projecting", total=steps)
-        result = run_projection(
-            model.G, target.image, steps=steps, lr=lr, loss=loss, optimize_noise=noise, seed=seed,
+        result = ops.project(
+            model, rt, target.image, steps=steps, lr=lr, loss=loss, optimize_noise=noise, seed=seed,
             weights_dir=str(weights_dir) if weights_dir else None, allow_unverified_weights=allow_unverified_weights,
-            device=rt.device, progress=lambda i, d: bar.update(task, completed=i + 1, description=f"loss {d:.4f}"),
+            progress=lambda i, d: bar.update(task, completed=i + 1, description=f"loss {d:.4f}"),
         )
     typer.echo(result.loss_note)
     out.mkdir(parents=True, exist_ok=True)

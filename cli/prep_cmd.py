@@ -11,12 +11,10 @@ from rich.table import Table
 from ganplug.cli import validate as v
 from ganplug.data.decode import DEFAULT_MAX_PIXELS
 from ganplug.data.dedup import DEFAULT_THRESHOLD
-from ganplug.data.options import MAX_SIZE, MIN_SIZE, PrepOptions
-from ganplug.data.prep import PrepResult, prepare_dataset
-from ganplug.data.progress import prep_progress
+from ganplug.data.options import MAX_SIZE, MIN_SIZE
 
 
-def _summary(result: PrepResult) -> Table:
+def _summary(result) -> Table:
     c = result.counts
     table = Table(title=f"prepared {result.path}", show_header=True, header_style="bold")
     table.add_column("step")
@@ -74,6 +72,10 @@ def prep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ) -> None:
     """Decode, clean, split, de-duplicate and augment SRC into a dataset OUT that train and eval read."""
+    from ganplug.data.options import PrepOptions
+    from ganplug.data.prep import prepare_dataset
+    from ganplug.data.progress import prep_progress
+
     opts = PrepOptions(
         size=size, background=background, keep_alpha=keep_alpha, fit=fit, resample=resample, split=split,
         dedup=dedup, dedup_threshold=dedup_threshold, mirror=mirror, brightness=brightness, color=color,

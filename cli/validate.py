@@ -21,7 +21,7 @@ from pathlib import Path
 import typer
 
 from ganplug.errors import UserError
-from ganplug.sampling import SEED_MAX, parse_seeds
+from ganplug.seeds import SEED_MAX, parse_seeds
 
 
 def _fmt(x: float) -> str:

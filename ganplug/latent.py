@@ -27,7 +27,6 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ganplug.errors import UserError
-from ganplug.models.stylegan import mix_styles
 from ganplug.sampling import to_uint8, z_from_seeds
 
 # ----------------------------------------------------------------------------------- style mixing
@@ -67,7 +66,32 @@ def _require_style_based(G: nn.Module, what: str) -> None:
         raise UserError(f"{what} needs a style-based generator (--arch stylegan); this checkpoint has no w space.")
 
 
+def mix_ws(rows_w: Tensor, cols_w: Tensor, styles: Sequence[int]) -> Tensor:
+    """The one style mixing of a set of style inputs: [R*C, num_ws, w_dim], row-major; cell (r, c) takes the
+    inputs in `styles` from rows_w[r] and all others from cols_w[c]. (Training's per-sample crossover is
+    models.stylegan.mix_styles, a contiguous prefix; `--styles` may name any set, e.g. '0,2,4-5'.)"""
+    take_row = torch.zeros(rows_w.shape[1], dtype=torch.bool, device=rows_w.device)
+    take_row[list(styles)] = True
+    r, c = len(rows_w), len(cols_w)
+    a = rows_w[:, None].expand(r, c, *rows_w.shape[1:])
+    b = cols_w[None].expand(r, c, *cols_w.shape[1:])
+    return torch.where(take_row.view(1, 1, -1, 1), a, b).reshape(r * c, *rows_w.shape[1:])
+
+
 @torch.no_grad()
+def style_mix(G: nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[int], styles: Sequence[int], *,
+              truncation: float = 1.0, draw: Callable[[Tensor, bool], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """(row images, column images, mixed cells row-major), each uint8 from `draw(ws, is_cells)`."""
+    _require_style_based(G, "style mixing")
+    device = next(G.parameters()).device
+    seeds = list(dict.fromkeys(list(row_seeds) + list(col_seeds)))
+    ws = G.mapping(z_from_seeds(seeds, G.z_dim, device), truncation=truncation)
+    w_of = {s: ws[i] for i, s in enumerate(seeds)}
+    rows_w = torch.stack([w_of[s] for s in row_seeds])
+    cols_w = torch.stack([w_of[s] for s in col_seeds])
+    return draw(rows_w, False), draw(cols_w, False), draw(mix_ws(rows_w, cols_w, styles), True)
+
+
 def style_mixing_grid(G: nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[int],
                       styles: Sequence[int] | None = None, *, truncation: float = 1.0,
                       noise_mode: str = "const", device: torch.device | str = "cpu") -> Tensor:
@@ -75,32 +99,21 @@ def style_mixing_grid(G: nn.Module, row_seeds: Sequence[int], col_seeds: Sequenc
     column the row seeds (top-left cell blank), and cell (r, c) takes the style inputs in `styles`
     from row seed r and all others from column seed c. Default `styles`: the coarse half."""
     _require_style_based(G, "style mixing")
-    num_ws = G.num_ws
-    styles = list(range(num_ws // 2)) if styles is None else list(styles)
-    seeds = list(dict.fromkeys(list(row_seeds) + list(col_seeds)))
-    ws = G.mapping(z_from_seeds(seeds, G.z_dim, device), truncation=truncation)
-    w_of = {s: ws[i] for i, s in enumerate(seeds)}
-    take_row = torch.zeros(num_ws, dtype=torch.bool, device=ws.device)
-    take_row[styles] = True
+    styles = list(range(G.num_ws // 2)) if styles is None else list(styles)
 
-    def render(w: Tensor) -> Tensor:
-        return to_uint8(G.synthesis(w, noise_mode=noise_mode)).cpu()
+    def draw(w: Tensor, _cells: bool) -> Tensor:
+        return to_uint8(G.synthesis(w.to(device), noise_mode=noise_mode)).cpu()
 
-    rows_w = torch.stack([w_of[s] for s in row_seeds])
-    cols_w = torch.stack([w_of[s] for s in col_seeds])
-    row_imgs, col_imgs = render(rows_w), render(cols_w)
-    blank = torch.full_like(row_imgs[:1], 255)
-    cells = [blank, col_imgs]
-    for r in range(len(row_seeds)):
-        mixed = torch.where(take_row.view(1, -1, 1), rows_w[r : r + 1].expand_as(cols_w), cols_w)
-        cells += [row_imgs[r : r + 1], render(mixed)]
-    return torch.cat(cells)
+    return mix_grid_cells(*style_mix(G, row_seeds, col_seeds, styles, truncation=truncation, draw=draw))
 
 
-def mix_two(G: nn.Module, ws_coarse: Tensor, ws_fine: Tensor, cutoff: int, noise_mode: str = "const") -> Tensor:
-    """Image from the first `cutoff` style inputs of `ws_coarse` and the rest of `ws_fine`."""
-    _require_style_based(G, "style mixing")
-    return G.synthesis(mix_styles(ws_coarse, ws_fine, cutoff), noise_mode=noise_mode)
+def mix_grid_cells(row_imgs: Tensor, col_imgs: Tensor, cells: Tensor) -> Tensor:
+    """A mix laid out as (R+1) x (C+1) images: column seeds on top, row seeds on the left, top-left blank."""
+    cols = len(col_imgs)
+    parts = [torch.full_like(col_imgs[:1], 255), col_imgs]
+    for r in range(len(row_imgs)):
+        parts += [row_imgs[r : r + 1], cells[r * cols : (r + 1) * cols]]
+    return torch.cat(parts)
 
 
 # ----------------------------------------------------------------------------------- target images

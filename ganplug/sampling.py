@@ -1,4 +1,6 @@
-"""Seeds -> latents -> images, and the image plumbing around it (grids, GIFs, interpolation).
+"""Seeds -> latents -> images, and the image plumbing around it (grids, GIFs, latent paths).
+
+Which path a family morphs along (lerp in w, slerp in z) is chosen in ganplug.ops, once.
 
 Every latent comes from its own seeded RNG, so seed N is the same image at any batch size and on any
 device: a saved seed is enough to regenerate an image.
@@ -17,9 +19,7 @@ from torch import nn
 
 from ganplug.device import Runtime
 from ganplug.errors import UserError
-
-SEED_MAX = 2**32 - 1  # numpy RandomState takes 32-bit seeds
-MAX_SEEDS = 1_000_000  # most seeds one command takes (a list of seeds, or images to make)
+from ganplug.seeds import MAX_SEEDS, SEED_MAX, parse_seeds  # noqa: F401  (re-exported: torch-free home)
 
 
 def z_from_seeds(seeds: Sequence[int], z_dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -185,60 +185,3 @@ def save_animation(frames: Sequence[Image.Image], path: Path, fps: float = 12.0)
             tmp_path.unlink(missing_ok=True)
     else:
         raise UserError(f"{path}: animations are written as .gif or .mp4, not {suffix!r}.")
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'3,7,12' or '0-15' or a mix ('1,4-6') -> list of ints."""
-    seeds: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else part[1:].split("-", 1)
-                lo_i, hi_i = int(lo), int(hi)
-                if hi_i < lo_i:
-                    raise ValueError
-                if len(seeds) + hi_i - lo_i + 1 > MAX_SEEDS:
-                    raise UserError(f"seeds {text!r} name more than {MAX_SEEDS:,} seeds; ask for fewer at a time.")
-                seeds.extend(range(lo_i, hi_i + 1))
-            else:
-                seeds.append(int(part))
-        except ValueError:
-            raise UserError(f"cannot read seeds {text!r}: use numbers and ranges like '3,7,12' or '0-15'.") from None
-    if not seeds:
-        raise UserError(f"no seeds in {text!r}.")
-    if any(s < 0 for s in seeds):
-        raise UserError(f"seeds must be non-negative: {text!r}.")
-    if len(seeds) > MAX_SEEDS:
-        raise UserError(f"seeds {text!r} name more than {MAX_SEEDS:,} seeds; ask for fewer at a time.")
-    if max(seeds) > SEED_MAX:
-        raise UserError(f"seeds {text!r}: a seed is at most {SEED_MAX}.")
-    return seeds
-
-
-@torch.no_grad()
-def interpolate(G: nn.Module, seeds: Sequence[int], frames: int, *, style_based: bool = False,
-                truncation: float = 1.0, loop: bool = False, runtime: Runtime | None = None,
-                batch_size: int = 32, **g_kwargs) -> torch.Tensor:
-    """Frames through the seeds: slerp in z, or lerp in w for style-based generators."""
-    if not style_based:
-        z = interpolation_latents(seeds, frames, G.z_dim, loop=loop)
-        return render_latents(G, z, runtime=runtime, truncation=truncation, batch_size=batch_size, **g_kwargs)
-    device = runtime.device if runtime else next(G.parameters()).device
-    keys = list(seeds) + ([seeds[0]] if loop else [])
-    if len(seeds) < 2:
-        raise UserError("interpolation needs at least two seeds, e.g. --seeds 3,7.")
-    ws = G.mapping(z_from_seeds(keys, G.z_dim, device), truncation=truncation)
-    w_path = torch.stack([lerp(ws[k], ws[k + 1], t) for k, t in path_positions(frames, len(keys) - 1, loop)])
-    chunks = []
-    for start in range(0, frames, batch_size):
-        w = w_path[start : start + batch_size]
-        if runtime is not None:
-            with runtime.autocast():
-                img = G.synthesis(w, **g_kwargs)
-        else:
-            img = G.synthesis(w, **g_kwargs)
-        chunks.append(to_uint8(img).cpu())
-    return torch.cat(chunks)

@@ -2,8 +2,8 @@
 
 A generator whose spatial layers all treat their input as a torus produces an image whose left edge
 continues its right edge and whose top continues its bottom. Training is untouched: `tileable()` is a
-context manager that, in the calling thread only, rewrites the padded convolutions and the smooth
-upsamplings that the generator runs:
+context manager that, in the calling thread and inside the block only, rewrites the padded convolutions
+and the smooth upsamplings that the generator runs:
 
 - `conv2d` with padding p: the input is wrapped by p on each side and convolved with padding 0;
 - `conv_transpose2d` (stride s, padding p, kernel k): there is no built-in circular mode, so the
@@ -15,30 +15,22 @@ upsamplings that the generator runs:
 Layers with padding 0 (DCGAN's first 1x1 -> 4x4 projection) are left alone: they make the first
 feature map, which every later layer then treats as periodic.
 
-The rewrite works at the level of `torch.nn.functional`, so it covers nn.Conv2d, nn.ConvTranspose2d
-and hand-written modulated convolutions alike, whatever the model family. It is thread-local (a
-server can run tileable and plain requests on the same cached generator at once) and the patch is
-removed when the last active context in the process exits.
+The rewrite intercepts the calls with a `torch.overrides.TorchFunctionMode`, so it covers nn.Conv2d,
+nn.ConvTranspose2d and hand-written modulated convolutions alike, whatever the model family, without
+touching `torch.nn.functional` or any model: torch keeps the mode stack per thread, so a server can run
+tileable and plain requests on the same cached generator at once, and nothing outside the block (other
+threads, other models, training) ever sees it. `ganplug.ops` enters it around each generator call only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-
-_state = threading.local()  # .depth: how many tileable() contexts this thread is inside
-_install_lock = threading.Lock()
-_install_count = 0
-_originals: dict[str, object] = {}
-
-
-def _active() -> bool:
-    return getattr(_state, "depth", 0) > 0
+from torch.overrides import TorchFunctionMode
 
 
 def _pair(v) -> tuple[int, int]:
@@ -60,9 +52,8 @@ def wrap_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> t
     return x
 
 
-def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    orig = _originals["conv2d"]
-    if not _active() or input.dim() != 4:
+def _conv2d(orig, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    if input.dim() != 4:
         return orig(input, weight, bias, stride, padding, dilation, groups)
     kh, kw = weight.shape[-2], weight.shape[-1]
     dh, dw = _pair(dilation)
@@ -81,10 +72,9 @@ def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
     return orig(x, weight, bias, stride, 0, dilation, groups)
 
 
-def _conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    orig = _originals["conv_transpose2d"]
+def _conv_transpose2d(orig, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     ph, pw = _pair(padding)
-    if not _active() or input.dim() != 4 or (ph == 0 and pw == 0):
+    if input.dim() != 4 or (ph == 0 and pw == 0):
         return orig(input, weight, bias, stride, padding, output_padding, groups, dilation)
     sh, sw = _pair(stride)
     oph, opw = _pair(output_padding)
@@ -100,10 +90,9 @@ def _conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padd
     return y[..., top : top + out_h, left : left + out_w]
 
 
-def _interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None, **kw):
-    orig = _originals["interpolate"]
+def _interpolate(orig, input, size=None, scale_factor=None, mode="nearest", align_corners=None, **kw):
     smooth = mode in ("bilinear", "bicubic")
-    if not _active() or not smooth or input.dim() != 4 or align_corners:
+    if not smooth or input.dim() != 4 or align_corners:
         return orig(input, size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners, **kw)
     h, w = input.shape[-2], input.shape[-1]
     if size is not None:
@@ -126,26 +115,20 @@ def _pair_float(v) -> tuple[float, float]:
     return (float(v[0]), float(v[0])) if len(v) == 1 else (float(v[0]), float(v[1]))
 
 
-_PATCHES = {"conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d, "interpolate": _interpolate}
+# torch.nn.functional's own functions (F.conv2d is torch.conv2d), looked up once: F is never modified.
+_REWRITES = {F.conv2d: _conv2d, F.conv_transpose2d: _conv_transpose2d, F.interpolate: _interpolate}
 
 
-def _install() -> None:
-    global _install_count
-    with _install_lock:
-        if _install_count == 0:
-            for name, fn in _PATCHES.items():
-                _originals[name] = getattr(F, name)
-                setattr(F, name, fn)
-        _install_count += 1
+class _Torus(TorchFunctionMode):
+    """Routes the three spatial ops to their torus versions; everything else runs as it is. While this
+    runs, torch has popped the mode, so the rewrites' own torch calls are not intercepted again."""
 
-
-def _uninstall() -> None:
-    global _install_count
-    with _install_lock:
-        _install_count -= 1
-        if _install_count == 0:
-            for name in _PATCHES:
-                setattr(F, name, _originals[name])
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        rewrite = _REWRITES.get(func)
+        if rewrite is None:
+            return func(*args, **kwargs)
+        return rewrite(func, *args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -154,13 +137,8 @@ def tileable(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    _install()
-    _state.depth = getattr(_state, "depth", 0) + 1
-    try:
+    with _Torus():
         yield
-    finally:
-        _state.depth -= 1
-        _uninstall()
 
 
 def seam_jumps(img) -> dict[str, float]:

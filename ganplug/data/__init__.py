@@ -1,20 +1,30 @@
-"""Reading, cleaning, preparing and serving training images."""
+"""Reading, cleaning, preparing and serving training images.
 
-from ganplug.data.cache import load_training_data
-from ganplug.data.dataset import ImageDataset, is_prepared_dataset, open_dataset
-from ganplug.data.decode import DEFAULT_MAX_PIXELS, ImageReadError, decode_image
-from ganplug.data.options import PrepOptions
-from ganplug.data.prep import PrepResult, prepare_dataset
+The names below load on first use (PEP 562), so importing one torch-free submodule (decode, options:
+what `ganplug prep --help` needs) does not import torch through the dataset and cache modules.
+"""
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "ImageDataset",
-    "ImageReadError",
-    "PrepOptions",
-    "PrepResult",
-    "decode_image",
-    "is_prepared_dataset",
-    "load_training_data",
-    "open_dataset",
-    "prepare_dataset",
-]
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "load_training_data": "cache",
+    "ImageDataset": "dataset",
+    "is_prepared_dataset": "dataset",
+    "open_dataset": "dataset",
+    "DEFAULT_MAX_PIXELS": "decode",
+    "ImageReadError": "decode",
+    "decode_image": "decode",
+    "PrepOptions": "options",
+    "PrepResult": "prep",
+    "prepare_dataset": "prep",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

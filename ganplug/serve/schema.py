@@ -26,6 +26,9 @@ ModelName = Annotated[
     Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$", description="A name from GET /v1/models."),
 ]
 Truncation = Annotated[float, Field(ge=0.0, le=2.0, description="1 = full variety; lower = safer, blander.")]
+Noise = Annotated[Literal["const", "random", "none"] | None,
+                  Field(description="Noise inputs of style-based models (`--noise`); omitted = const.")]
+StyleIndex = Annotated[int, Field(ge=0, le=63)]
 
 
 class _Strict(BaseModel):
@@ -52,28 +55,35 @@ def request_models(limits: ServeSettings) -> dict[str, type[_Output]]:
         height: Side | None = None
         tileable: bool = Field(False, description="Seamless: left/right and top/bottom edges continue each other.")
 
-    class GenerateRequest(Output):
+    class SeedOutput(Output):
+        noise: Noise = None
+
+    class GenerateRequest(SeedOutput):
         seeds: list[Seed] | None = Field(None, min_length=1, max_length=most_images,
                                          description="Explicit seeds (one image each).")
         count: int = Field(1, ge=1, le=most_images, description="Images to make when `seeds` is omitted.")
         seed: Seed | None = Field(None, description="First of `count` consecutive seeds; omitted = random.")
 
-    class VariationsRequest(Output):
+    class VariationsRequest(SeedOutput):
         seed: Seed
         count: int = Field(min(4, most_images), ge=1, le=most_images)
         strength: float = Field(0.3, ge=0.0, le=1.0, description="0 = the seed's own image, 1 = unrelated images.")
 
-    class InterpolateRequest(Output):
+    class InterpolateRequest(SeedOutput):
         seeds: list[Seed] = Field(min_length=2, max_length=max(2, min(MAX_SEED_LIST, most_frames)))
         frames: int = Field(max(2, min(8, most_frames)), ge=2, le=max(2, most_frames))
         loop: bool = False
 
-    class StyleMixRequest(Output):
+    class StyleMixRequest(SeedOutput):
         row_seeds: list[Seed] = Field(min_length=1, max_length=min(MAX_SEED_LIST, most_images),
                                       description="Seeds giving the coarse styles" + mix)
         col_seeds: list[Seed] = Field(min_length=1, max_length=min(MAX_SEED_LIST, most_images),
                                       description="Seeds giving the fine styles" + mix)
-        crossover: int | None = Field(None, ge=0, le=64, description="First style layer taken from col seeds.")
+        styles: str | list[StyleIndex] | None = Field(
+            None, max_length=64, description="Style inputs taken from the row seeds, as `ganplug mix --styles`: "
+                                             "'0-6', '0,2,4-5' or a list; omitted = the coarse half.")
+        crossover: int | None = Field(None, ge=0, le=64, description="Older form of `styles`: k means styles "
+                                                                      "0..k-1 from the rows.")
 
     class TranslateRequest(Output):
         image: str = Field(description="The input image: base64 of a PNG/JPEG/WebP file.", min_length=1)

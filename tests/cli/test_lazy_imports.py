@@ -1,0 +1,29 @@
+"""`ganplug --help` and every `ganplug CMD --help` answer without importing torch (seconds on a cold start):
+the command modules import torch and the heavy library modules inside the command functions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PROBE = """
+import contextlib, io, json, sys
+from ganplug.cli.app import app, main
+names = [c.name for c in app.registered_commands]
+seen = {}
+for argv in [["--help"]] + [[n, "--help"] for n in names]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    seen[" ".join(argv)] = {"code": code, "torch": "torch" in sys.modules}
+print(json.dumps({"names": names, "seen": seen}))
+"""
+
+
+def test_help_never_imports_torch():
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"generate", "variations", "interpolate", "mix", "train", "serve"} <= set(report["names"])
+    for argv, got in report["seen"].items():
+        assert got["code"] == 0, argv
+        assert not got["torch"], f"`ganplug {argv}` imported torch"

@@ -1,0 +1,165 @@
+"""Issue 13's acceptance test: for every operation and every family that has it, the server's pixels are the
+CLI's for the same seeds and options (both call ganplug.ops; the server only adds transport).
+
+The real CLI (`ganplug.cli.app.main`) writes PNGs; the real server app answers over its test client; the
+decoded pixels must be equal, not close. Runs are tiny and trained for a few steps, once per module.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from serve_helpers import make_client
+
+from ganplug.cli.app import main
+from tests.conftest import tiny_config, write_shapes
+
+CPU = ["--device", "cpu"]
+
+
+def _train(out: Path, data: Path, **overrides) -> Path:
+    from ganplug.train.loop import train
+
+    train(tiny_config(data, out, steps=2, sample_every=2, ckpt_every=2, **overrides))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shapes_dir) -> dict[str, Path]:
+    """dcgan, stylegan and pix2pix runs of 32 px with tiny widths, trained for 2 steps."""
+    root = tmp_path_factory.mktemp("parity")
+    pairs = root / "pairs"
+    write_shapes(pairs / "a", 8, size=32, seed=1)
+    write_shapes(pairs / "b", 8, size=32, seed=1)
+    assert main(["prep", str(pairs), str(root / "pairdata"), "--size", "32", "--pairs", "a,b"]) == 0
+    return {
+        "dcgan": _train(root / "dcgan", shapes_dir),
+        "stylegan": _train(root / "stylegan", shapes_dir, arch="stylegan", batch=4,
+                           model={"z_dim": 16, "w_dim": 16, "mapping_layers": 2, "capacity": 0.05,
+                                  "channel_max": 32}),
+        "pix2pix": _train(root / "pix2pix", root / "pairdata", arch="pix2pix", batch=2,
+                          model={"base_channels": 8}),
+    }
+
+
+@pytest.fixture(scope="module")
+def client(runs):
+    with make_client(models=tuple(runs.values())) as c:
+        yield c
+
+
+def _decode(b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+
+
+def _served(client, kind: str, body: dict) -> list[np.ndarray]:
+    r = client.post(f"/v1/{kind}", json=body)
+    assert r.status_code == 200, r.text
+    return [_decode(im["png"]) for im in r.json()["images"]]
+
+
+def _written(folder: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))]
+
+
+def _cli(*argv) -> None:
+    assert main([str(a) for a in argv]) == 0
+
+
+def _same(cli_images: list[np.ndarray], served: list[np.ndarray]) -> None:
+    assert len(cli_images) == len(served) > 0
+    for a, b in zip(cli_images, served, strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b)
+
+
+# (family, CLI options, request options): each pair names the same images.
+SEEDED = [
+    ("dcgan", [], {}),
+    ("dcgan", ["--truncation", "0.7", "--tileable"], {"truncation": 0.7, "tileable": True}),
+    ("stylegan", [], {}),
+    ("stylegan", ["--truncation", "0.6", "--noise", "none", "--tileable"],
+     {"truncation": 0.6, "noise": "none", "tileable": True}),
+]
+
+
+@pytest.mark.parametrize("family,cli_opts,body", SEEDED)
+def test_generate(runs, client, tmp_path, family, cli_opts, body):
+    _cli("generate", runs[family], "--seeds", "3,4,5", "--outdir", tmp_path, *cli_opts, *CPU)
+    _same(_written(tmp_path), _served(client, "generate", {"model": family, "seeds": [3, 4, 5], **body}))
+
+
+@pytest.mark.parametrize("family,cli_opts,body", SEEDED)
+def test_variations(runs, client, tmp_path, family, cli_opts, body):
+    _cli("variations", runs[family], "--seed", "7", "--n", "3", "--strength", "0.4", "--outdir", tmp_path,
+         *cli_opts, *CPU)
+    served = _served(client, "variations", {"model": family, "seed": 7, "count": 3, "strength": 0.4, **body})
+    _same(_written(tmp_path), served)
+
+
+@pytest.mark.parametrize("family,cli_opts,body", SEEDED)
+def test_interpolate(runs, client, tmp_path, family, cli_opts, body):
+    """Lerp in w for StyleGAN, slerp in z for DCGAN: in both, and so the same morph."""
+    _cli("interpolate", runs[family], "--seeds", "1,2,3", "--frames", "6", "--loop", "--outdir", tmp_path,
+         *cli_opts, *CPU)
+    served = _served(client, "interpolate", {"model": family, "seeds": [1, 2, 3], "frames": 6, "loop": True,
+                                             **body})
+    _same(_written(tmp_path), served)
+
+
+def _grid_cells(path: Path, rows: int, cols: int, size: int = 32, pad: int = 2) -> list[np.ndarray]:
+    """The mixed cells of `ganplug mix`'s grid (below its header row, right of its header column)."""
+    grid = np.asarray(Image.open(path))
+    cells = []
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            y, x = pad + r * (size + pad), pad + c * (size + pad)
+            cells.append(grid[y : y + size, x : x + size])
+    return cells
+
+
+@pytest.mark.parametrize("cli_opts,body", [
+    (["--styles", "0-2"], {"styles": "0-2"}),
+    (["--styles", "0,3"], {"styles": [0, 3]}),
+    (["--styles", "0-2"], {"crossover": 3}),  # the older field, an alias of styles 0..k-1
+    (["--truncation", "0.7", "--tileable"], {"truncation": 0.7, "tileable": True}),  # default: the coarse half
+])
+def test_style_mix(runs, client, tmp_path, cli_opts, body):
+    out = tmp_path / "mix.png"
+    _cli("mix", runs["stylegan"], "--rows", "1,2", "--cols", "3,4,5", "--out", out, *cli_opts, *CPU)
+    served = _served(client, "stylemix", {"model": "stylegan", "row_seeds": [1, 2], "col_seeds": [3, 4, 5], **body})
+    _same(_grid_cells(out, 2, 3), served)
+
+
+def _sketch(path: Path) -> Path:
+    """A half-transparent RGBA sketch at another size: both sides composite it onto the model's background
+    and resize it, the same way."""
+    rng = np.random.default_rng(5)
+    arr = rng.integers(0, 256, (40, 48, 4), dtype=np.uint8)
+    arr[..., 3] = np.where(arr[..., 3] > 128, 255, 64)
+    Image.fromarray(arr, "RGBA").save(path)
+    return path
+
+
+@pytest.mark.parametrize("cli_opts,body", [([], {}), (["--tileable"], {"tileable": True})])
+def test_translate(runs, client, tmp_path, cli_opts, body):
+    src = _sketch(tmp_path / "sketch.png")
+    out = tmp_path / "out" / "render.png"
+    out.parent.mkdir()
+    _cli("translate", runs["pix2pix"], src, "--out", out, *cli_opts, *CPU)
+    image = base64.b64encode(src.read_bytes()).decode()
+    _same([np.asarray(Image.open(out))], _served(client, "translate", {"model": "pix2pix", "image": image, **body}))
+
+
+def test_project(runs, client, tmp_path, monkeypatch):
+    for var in ("GANPLUG_WEIGHTS", "HOME", "TORCH_HOME"):  # no VGG16 here: both fall back to the pixel loss
+        monkeypatch.setenv(var, str(tmp_path / "no-weights"))
+    src = _sketch(tmp_path / "target.png")
+    _cli("project", runs["stylegan"], src, "--steps", "3", "--out", tmp_path / "proj", *CPU)
+    image = base64.b64encode(src.read_bytes()).decode()
+    served = _served(client, "project", {"model": "stylegan", "image": image, "steps": 3, "seed": 0})
+    _same([np.asarray(Image.open(tmp_path / "proj" / "projected.png"))], served)

@@ -16,6 +16,7 @@ from torch import nn
 
 from ganplug.errors import UserError
 from ganplug.models.registry import Family, ModelSpec
+from ganplug.train.config import CLASSIC_OPTIONS, FREEZE_OPTIONS
 
 SIZES = (32, 64, 128, 256)
 
@@ -139,11 +140,21 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 
 def build(cfg: DCGANConfig) -> tuple[nn.Module, nn.Module]:
     cfg.validate()
-    return DCGANGenerator(cfg), DCGANDiscriminator(cfg)
+    G = DCGANGenerator(cfg)
+    G.spec = spec(cfg)
+    return G, DCGANDiscriminator(cfg)
 
 
 def spec(cfg: DCGANConfig) -> ModelSpec:
-    return ModelSpec(arch="dcgan", size=cfg.size, channels=cfg.channels, z_dim=cfg.z_dim)
+    return ModelSpec(arch="dcgan", size=cfg.size, channels=cfg.channels, z_dim=cfg.z_dim, latent="z",
+                     supports=("truncation", "projection"))
 
 
-FAMILY = Family(name="dcgan", config_cls=DCGANConfig, build=build, spec=spec)
+def model_defaults(train) -> dict[str, object]:
+    """WGAN-GP's per-sample penalty and BatchNorm's batch statistics do not mix: LayerNorm in D instead."""
+    return {"d_norm": "layer"} if train.loss == "wgan-gp" else {}
+
+
+# Trained by ClassicStep (the default step) with the DCGAN paper's Adam settings (the default optimiser).
+FAMILY = Family(name="dcgan", config_cls=DCGANConfig, build=build, spec=spec,
+                train_options=CLASSIC_OPTIONS | FREEZE_OPTIONS, model_defaults=model_defaults)

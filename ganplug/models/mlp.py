@@ -17,6 +17,7 @@ from torch import nn
 
 from ganplug.errors import UserError
 from ganplug.models.registry import Family, ModelSpec
+from ganplug.train.config import ADVERSARIAL_OPTIONS
 
 
 @dataclass
@@ -77,11 +78,15 @@ def points(x: torch.Tensor) -> torch.Tensor:
 
 def build(cfg: MLPConfig) -> tuple[nn.Module, nn.Module]:
     cfg.validate()
-    return PointGenerator(cfg), PointDiscriminator(cfg)
+    G = PointGenerator(cfg)
+    G.spec = spec(cfg)
+    return G, PointDiscriminator(cfg)
 
 
 def spec(cfg: MLPConfig) -> ModelSpec:
-    return ModelSpec(arch="mlp", size=cfg.size, channels=cfg.channels, z_dim=cfg.z_dim)
+    return ModelSpec(arch="mlp", size=cfg.size, channels=cfg.channels, z_dim=cfg.z_dim, latent="z",
+                     supports=("truncation",))
 
 
-FAMILY = Family(name="mlp", config_cls=MLPConfig, build=build, spec=spec)
+# Image augmentation means nothing on 2D points, and D has no blocks to freeze: only the losses apply.
+FAMILY = Family(name="mlp", config_cls=MLPConfig, build=build, spec=spec, train_options=ADVERSARIAL_OPTIONS)

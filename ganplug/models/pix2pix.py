@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ganplug.errors import UserError
 from ganplug.models.registry import Family, ModelSpec
+from ganplug.train.config import CLASSIC_OPTIONS, PIX2PIX_OPTIONS
 
 
 @dataclass
@@ -129,11 +130,23 @@ class PatchDiscriminator(nn.Module):
 
 def build(cfg: Pix2PixConfig) -> tuple[nn.Module, nn.Module]:
     cfg.validate()
-    return UNetGenerator(cfg), PatchDiscriminator(cfg)
+    G = UNetGenerator(cfg)
+    G.spec = spec(cfg)
+    return G, PatchDiscriminator(cfg)
 
 
 def spec(cfg: Pix2PixConfig) -> ModelSpec:
-    return ModelSpec(arch="pix2pix", size=cfg.size, channels=cfg.channels, z_dim=0, image_to_image=True)
+    return ModelSpec(arch="pix2pix", size=cfg.size, channels=cfg.channels, z_dim=0, image_to_image=True,
+                     latent="none", in_channels=cfg.in_channels, supports=("translation",))
 
 
-FAMILY = Family(name="pix2pix", config_cls=Pix2PixConfig, build=build, spec=spec)
+def train_step(*args):
+    """Pix2PixStep (imported here, not at the top: the training code imports this module)."""
+    from ganplug.train.pix2pix_step import Pix2PixStep
+
+    return Pix2PixStep(*args)
+
+
+# The paper's Adam settings are DCGAN's (the default optimiser). The PatchGAN has no `blocks`: no Freeze-D.
+FAMILY = Family(name="pix2pix", config_cls=Pix2PixConfig, build=build, spec=spec, step=train_step,
+                train_options=CLASSIC_OPTIONS | PIX2PIX_OPTIONS)

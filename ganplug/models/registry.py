@@ -1,17 +1,37 @@
-"""Model families by name.
+"""Model families by name: a `Family` is the unit of extension.
 
-A family is a config dataclass, a builder for (generator, discriminator) and a frozen `ModelSpec`
-that says what the generator supports. Training, sampling, eval and serving depend on the spec, never
-on the family, so adding a family is one file plus one `register()` call in models/__init__.py.
+A family carries everything about itself: its model config dataclass (every field with a default),
+the builder of (generator, discriminator), its `ModelSpec` (what the generator is and supports), the
+optimiser settings its paper trains with, its training step (None = `ClassicStep`, the plain
+adversarial update) and which training options it uses beyond the ones every family shares. Training,
+sampling, eval and serving read the spec and the family, never the family's module, so adding one is
+one new file plus one `register()` line in models/__init__.py (or a test's own `register()`):
+
+    @dataclass
+    class TinyConfig:                       # every field has a default; `size` and `channels` required
+        size: int = 32
+        channels: int = 3
+        z_dim: int = 8
+
+    def build(cfg):                          # -> (G, D): G(z) -> [N, channels, size, size], D(x) -> [N]
+        return TinyG(cfg), TinyD(cfg)
+
+    register(Family(name="tiny", config_cls=TinyConfig, build=build,
+                    spec=lambda c: ModelSpec(arch="tiny", size=c.size, channels=c.channels, z_dim=c.z_dim)))
+
+`ganplug train --arch tiny` then trains it with the shared options (--loss, --label-smoothing, --aug...);
+an option the family does not list in `train_options` is refused with exit 2 naming both.
 
 Generator contract (every family):
-    G.z_dim                      latent size
+    G.z_dim                      latent size (0 for image-to-image families)
+    G.spec                       its ModelSpec (set by `build_models`)
     G(z, truncation=1.0, **kw)   -> images in [-1, 1], NCHW float, C = spec.channels
-Style-based generators add:
+Style-based generators (spec.latent == "w") add:
     G.mapping(z, truncation=1.0) -> ws [N, num_ws, w_dim];  G.synthesis(ws, noise_mode=...) -> images
     G.w_avg                      tracked mean of w (buffer), used for truncation
+Image-to-image generators (spec.image_to_image) take an image [N, spec.in_channels, size, size] instead of z.
 Discriminator contract:
-    D(images)                    -> logits [N]
+    D(images)                    -> logits [N] (or patch logits [N, h, w])
 """
 
 from __future__ import annotations
@@ -25,25 +45,73 @@ import torch
 from torch import nn
 
 from ganplug.errors import UserError
+from ganplug.train.config import CLASSIC_OPTIONS
+
+LATENTS = ("z", "w", "none")
+# Operations a spec may declare: truncation (G(z, truncation=)), mixing (styles from two latents),
+# projection (image -> latent), translation (image -> image).
+SUPPORTS = ("truncation", "mixing", "projection", "translation")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """What a generator is and supports; everything outside the family reads this, never G's attributes."""
+
     arch: str
     size: int
-    channels: int
-    z_dim: int
+    channels: int  # output (image, or B side) channels
+    z_dim: int  # 0 for image-to-image families
     style_based: bool = False  # has mapping/synthesis and a w space (truncation in w, mixing)
     num_ws: int = 0  # number of style inputs (0 for non-style models)
     image_to_image: bool = False  # pix2pix-like: generator takes an image, not z
+    latent: str = "z"  # what G is driven by: "z", "w" (z -> mapping -> w) or "none" (an image)
+    w_dim: int = 0  # style size (0 unless latent == "w")
+    in_channels: int = 0  # channels of the input image (0 unless image_to_image)
+    supports: tuple[str, ...] = ()  # operations G allows, from SUPPORTS
+
+    def __post_init__(self) -> None:
+        if self.latent not in LATENTS or not set(self.supports) <= set(SUPPORTS):
+            raise ValueError(f"ModelSpec: latent must be one of {LATENTS} and supports within {SUPPORTS}, "
+                             f"not {self.latent!r} and {self.supports!r}")
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    def can(self, operation: str) -> bool:
+        return operation in self.supports
+
+
+
+@dataclass(frozen=True)
+class Optimiser:
+    """Adam settings a family trains with unless the user says otherwise (DCGAN paper by default)."""
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
-    config_cls: type  # a dataclass; must have `size` and `channels` fields
+    config_cls: type  # a dataclass with defaults for every field; must have `size` and `channels`
     build: Callable[[Any], tuple[nn.Module, nn.Module]]  # config -> (G, D)
     spec: Callable[[Any], ModelSpec]
+    optimiser: Optimiser = Optimiser()
+    # (G, D, opt_G, opt_D, TrainConfig, Runtime) -> a TrainStep; None = ganplug.train.steps.ClassicStep
+    step: Callable[..., Any] | None = None
+    # TrainConfig fields it uses beyond the loop's (config.LOOP_OPTIONS); any other one given is refused
+    train_options: frozenset[str] = CLASSIC_OPTIONS
+    # model options derived from the training options (DCGAN: LayerNorm in D for WGAN-GP); user's win
+    model_defaults: Callable[[Any], dict[str, Any]] | None = None
+    # training values resolved from the config at run time, for --dry-run (StyleGAN: R1 gamma "auto")
+    derived: Callable[[Any], dict[str, Any]] | None = None
+
+    def default_spec(self) -> ModelSpec:
+        """The spec of the default config: what the family is (image-to-image, latent kind)."""
+        return self.spec(self.config_cls())
 
 
 FAMILIES: dict[str, Family] = {}
@@ -85,7 +153,8 @@ def config_from_dict(arch: str, values: dict[str, Any]) -> Any:
 def build_models(arch: str, cfg: Any) -> tuple[nn.Module, nn.Module, ModelSpec]:
     fam = get_family(arch)
     g, d = fam.build(cfg)
-    return g, d, fam.spec(cfg)
+    g.spec = fam.spec(cfg)  # the generator carries its spec, so code holding only G need not guess
+    return g, d, g.spec
 
 
 # Weights (parameters and buffers) of G and D together. The largest configurations ganplug trains (StyleGAN at
@@ -121,5 +190,5 @@ def check_budget(arch: str, cfg: Any, max_weights: int = MAX_WEIGHTS) -> tuple[i
 
 
 def takes_images(arch: str) -> bool:
-    """True for image-to-image families (their config has `in_channels`: the width of the A side)."""
-    return "in_channels" in {f.name for f in dataclasses.fields(get_family(arch).config_cls)}
+    """True for image-to-image families (trained on (A, B) pairs, G driven by an image), from the spec."""
+    return get_family(arch).default_spec().image_to_image

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganplug.errors import UserError
-from ganplug.models.registry import Family, ModelSpec
+from ganplug.models.registry import Family, ModelSpec, Optimiser
+from ganplug.train.config import CLASSIC_OPTIONS, FREEZE_OPTIONS, STYLEGAN_OPTIONS
 
 SIZES = (32, 64, 128, 256, 512)
 NOISE_MODES = ("const", "random", "none")
@@ -483,12 +484,31 @@ class ResidualDiscriminator(nn.Module):
 
 def build(cfg: StyleGANConfig) -> tuple[nn.Module, nn.Module]:
     cfg.validate()
-    return StyleGenerator(cfg), ResidualDiscriminator(cfg)
+    G = StyleGenerator(cfg)
+    G.spec = spec(cfg)
+    return G, ResidualDiscriminator(cfg)
 
 
 def spec(cfg: StyleGANConfig) -> ModelSpec:
     return ModelSpec(arch="stylegan", size=cfg.size, channels=cfg.channels, z_dim=cfg.z_dim, style_based=True,
-                     num_ws=cfg.num_ws)
+                     num_ws=cfg.num_ws, latent="w", w_dim=cfg.w_dim, supports=("truncation", "mixing", "projection"))
 
 
-FAMILY = Family(name="stylegan", config_cls=StyleGANConfig, build=build, spec=spec)
+def train_step(*args):
+    """StyleGANStep (imported here, not at the top: the training code imports this module)."""
+    from ganplug.train.stylegan_loss import StyleGANStep
+
+    return StyleGANStep(*args)
+
+
+def derived(train) -> dict[str, float]:
+    """R1's weight when left to "auto": StyleGAN2-ADA's 0.0002 * size^2 / batch."""
+    from ganplug.train.stylegan_loss import auto_r1_gamma
+
+    return {"r1_gamma": train.r1_gamma if train.r1_gamma is not None else auto_r1_gamma(train.size, train.batch)}
+
+
+# StyleGAN2(-ADA) trains with Adam lr 0.0025, betas (0, 0.99).
+FAMILY = Family(name="stylegan", config_cls=StyleGANConfig, build=build, spec=spec, step=train_step,
+                optimiser=Optimiser(lr_g=0.0025, lr_d=0.0025, beta1=0.0, beta2=0.99),
+                train_options=CLASSIC_OPTIONS | FREEZE_OPTIONS | STYLEGAN_OPTIONS, derived=derived)

@@ -290,3 +290,68 @@ class AdaController:
         self.images = int(state.get("images", 0))
         self.adjustments = int(state.get("adjustments", 0))
         self.last_rt = float(state.get("last_rt", 0.0))
+
+
+# ------------------------------------------------------------------------- D's inputs, any family
+
+# Ops that move or mask pixels: on a conditional pair they act on A and B together, so the pair stays aligned.
+GEOMETRIC = frozenset({"xflip", "rot90", "translation", "scale", "cutout"})
+
+
+def augment_pair(x: Tensor, p: float, ops: Sequence[str], split: int,
+                 generator: torch.Generator | None = None) -> Tensor:
+    """Augment a conditional pair cat([A, B], dim=1) as D sees it (pix2pix).
+
+    Geometric ops draw one transform per sample for all channels, so A and B move together and D still
+    judges an aligned pair. Colour ops touch only B (channels from `split` on): A is a condition (an edge
+    map, a sketch) whose values mean something, and shifting them would show D inputs G is never given.
+    """
+    if p <= 0:
+        return x
+    for name in ops:
+        if name in GEOMETRIC:
+            x = OPS[name](x, p, generator)
+        else:
+            x = torch.cat([x[:, :split], OPS[name](x[:, split:], p, generator)], dim=1)
+    return x
+
+
+class DiscriminatorAugment:
+    """--aug for any family: the probability in force, the ops, and ADA's controller (None without ADA).
+
+    It acts on whatever D takes, so a family's step only wraps D's inputs: `D(aug(x, cfg))`. The run
+    config is passed at each call because the collapse watch may turn augmentation on mid-run (a new
+    config); ADA's p lives here and is saved with the step's state.
+    """
+
+    def __init__(self, cfg, split: int = 0, controller: Callable[..., AdaController] | None = None):
+        """`controller` builds ADA's controller (AdaController; a test may start it elsewhere)."""
+        self.ops = resolve_ops(cfg.aug_ops)
+        make = controller or AdaController
+        self.ada = make(target=cfg.ada_target, ada_kimg=cfg.ada_kimg) if cfg.aug == "ada" else None
+        self.split = split  # channels of a conditional input in front of the image (pix2pix's A side)
+
+    def p(self, cfg) -> float:
+        if cfg.aug == "ada" and self.ada is not None:
+            return self.ada.p
+        if cfg.aug == "diffaug":
+            return cfg.aug_p
+        return 0.0
+
+    def __call__(self, x: Tensor, cfg) -> Tensor:
+        p = self.p(cfg)
+        if p <= 0:
+            return x
+        return augment_pair(x, p, self.ops, self.split) if self.split else augment(x, p, self.ops)
+
+    def observe(self, real_logits: Tensor) -> None:
+        """ADA's signal: D's logits on augmented reals ([N] or patch logits [N, h, w], one image per row)."""
+        if self.ada is not None:
+            self.ada.observe(real_logits.reshape(real_logits.shape[0], -1))
+
+    def state_dict(self) -> dict:
+        return {"ada": self.ada.state_dict()} if self.ada is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.ada is not None and "ada" in state:
+            self.ada.load_state_dict(state["ada"])

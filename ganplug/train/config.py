@@ -1,19 +1,54 @@
-"""The training run's configuration: one typed dataclass, saved resolved as RUN/config.json."""
+"""The training run's configuration: one typed dataclass, saved resolved as RUN/config.json.
+
+Its fields fall into groups. LOOP_OPTIONS are used by `train()` for every family (data, schedule,
+optimiser, EMA, checkpoints, device); every other field is a training option that a family uses only
+if it lists it in `Family.train_options` (ganplug.models.registry). `check_options` refuses a field a
+family does not use, or one that does nothing with the other settings (--aug-p without --aug diffaug),
+whenever it was given explicitly or differs from its default: no option is ever silently ignored.
+
+This module imports no torch (the CLI reads the defaults from it to build `--help`).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ganplug.errors import UserError
 
 LOSSES = ("nonsat", "hinge", "wgan-gp")
+AUGS = ("none", "diffaug", "ada")
 
-# StyleGAN2(-ADA): Adam lr 0.0025 with betas (0, 0.99); DCGAN: lr 2e-4, betas (0.5, 0.999).
-ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "stylegan": {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99},
+LOOP_OPTIONS = frozenset({
+    "data", "out", "arch", "size", "steps", "batch", "lr_g", "lr_d", "beta1", "beta2", "d_steps", "ema_kimg",
+    "ema_rampup", "mirror", "background", "seed", "sample_every", "ckpt_every", "keep_checkpoints", "grid_samples",
+    "device", "precision", "channels_last", "max_seconds", "init_from", "allow_partial", "model",
+})
+ADVERSARIAL_OPTIONS = frozenset({"loss", "gp_weight", "label_smoothing", "label_noise"})  # train/losses.py
+AUGMENT_OPTIONS = frozenset({"aug", "aug_p", "aug_ops", "ada_target", "ada_kimg"})  # train/augment.py, on D's input
+CLASSIC_OPTIONS = ADVERSARIAL_OPTIONS | AUGMENT_OPTIONS  # what ganplug.train.steps.ClassicStep uses
+FREEZE_OPTIONS = frozenset({"freeze_d"})  # needs a discriminator with `blocks` indexed from the input
+STYLEGAN_OPTIONS = frozenset({"r1_gamma", "r1_interval", "pl_weight", "style_mixing"})  # train/stylegan_loss.py
+PIX2PIX_OPTIONS = frozenset({"l1_weight"})  # train/pix2pix_step.py
+
+# Options that only do something together with another setting: name -> (does it apply?, with what).
+CONDITIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "label_smoothing": (lambda c: c.loss == "nonsat", "--loss nonsat (hinge and wgan-gp have no targets)"),
+    "label_noise": (lambda c: c.loss == "nonsat", "--loss nonsat (hinge and wgan-gp have no targets)"),
+    "gp_weight": (lambda c: c.loss == "wgan-gp", "--loss wgan-gp"),
+    "aug_p": (lambda c: c.aug == "diffaug", "--aug diffaug (ADA chooses p itself)"),
+    "aug_ops": (lambda c: c.aug != "none", "--aug diffaug or --aug ada"),
+    "ada_target": (lambda c: c.aug == "ada", "--aug ada"),
+    "ada_kimg": (lambda c: c.aug == "ada", "--aug ada"),
+    "r1_interval": (lambda c: c.r1_gamma is None or c.r1_gamma > 0, "an --r1-gamma above 0"),
 }
+
+
+def flag(name: str) -> str:
+    """A TrainConfig field as the CLI spells it."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -50,7 +85,7 @@ class TrainConfig:
     init_from: str = ""  # transfer learning: weights from this checkpoint, fresh optimisers, step 0
     freeze_d: int = 0  # Freeze-D: keep the first N discriminator blocks fixed
     allow_partial: bool = False  # --init-from: copy what fits even when some layers have other shapes
-    # Differentiable augmentation before D (used by the stylegan step; see ganplug/train/augment.py).
+    # Differentiable augmentation of D's inputs, for every image family (ganplug/train/augment.py).
     aug: str = "none"  # none | diffaug (fixed probability aug_p) | ada (adaptive, StyleGAN2-ADA)
     aug_p: float = 0.3  # probability of each op per image with --aug diffaug
     aug_ops: str = "bgc"  # pipeline name (bgc, diffaug, all) or comma list of ops
@@ -89,7 +124,7 @@ class TrainConfig:
             raise UserError(f"Adam betas must be in [0, 1): got --beta1 {self.beta1}, --beta2 {self.beta2}.")
         if self.d_steps < 1:
             raise UserError("--d-steps must be at least 1.")
-        if self.aug not in ("none", "diffaug", "ada"):
+        if self.aug not in AUGS:
             raise UserError(f"--aug must be none, diffaug or ada, not {self.aug!r}.")
         if not 0.0 <= self.aug_p <= 1.0 or not 0.0 < self.ada_target < 1.0 or self.ada_kimg <= 0:
             raise UserError("--aug-p must be in [0, 1], --ada-target in (0, 1) and --ada-kimg positive.")
@@ -102,15 +137,81 @@ class TrainConfig:
         if self.freeze_d < 0:
             raise UserError("--freeze-d must be 0 or more.")
 
-    @staticmethod
-    def arch_defaults(arch: str) -> dict[str, Any]:
-        """Optimiser settings each family's paper trains with (DCGAN's are the field defaults above)."""
-        return ARCH_DEFAULTS.get(arch, {})
+        self.check_options()
+
+    def check_options(self, given: Iterable[str] = ()) -> None:
+        """Refuse options this family does not use, and ones that do nothing with the other settings.
+
+        An option counts when it is in `given` (the CLI's explicit options) or differs from its default,
+        so a default never trips it, and a config from a file or checkpoint goes through the same check.
+        """
+        from ganplug.models import FAMILIES, get_family  # torch: only once a config is being checked
+
+        fam = get_family(self.arch)
+        used = set(given) | {name for name, default in field_defaults().items() if getattr(self, name) != default}
+        for name in sorted(used - LOOP_OPTIONS - set(fam.train_options)):
+            users = sorted(f.name for f in FAMILIES.values() if name in f.train_options)
+            raise UserError(f"{flag(name)} does nothing for --arch {self.arch}"
+                            + (f"; it is an option of {', '.join(users)}." if users else "."))
+        for name in sorted(used & set(CONDITIONAL)):
+            applies, needs = CONDITIONAL[name]
+            if name in fam.train_options and not applies(self):
+                raise UserError(f"{flag(name)} does nothing for --arch {self.arch} here: it applies only with {needs}.")
+
+    @classmethod
+    def for_family(cls, arch: str, **values: Any) -> TrainConfig:
+        """A config with the family's optimiser defaults (its paper's Adam settings); `values` win."""
+        from ganplug.models import get_family
+
+        return cls(**{**asdict(get_family(arch).optimiser), "arch": arch, **values})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """From config.json or a checkpoint's "train" section; unknown keys are refused, as for model configs."""
+        if not isinstance(values, dict):
+            raise UserError(f"training options must be a mapping of names to values, not a {type(values).__name__}.")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        unknown = sorted(map(str, set(values) - known))
+        if unknown:
+            raise UserError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+                   and f.name not in values]
+        if missing:
+            raise UserError(f"training options lack {', '.join(missing)}.")
+        return cls(**values)
+
+
+def field_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults by field (fields without one left out): the one source the CLI reads."""
+    out: dict[str, Any] = {}
+    for f in fields(TrainConfig):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def model_config(cfg: TrainConfig, channels: int, in_channels: int = 0) -> Any:
+    """The family's model config a run builds: the data's size and channels, then the run's --model options.
+    `in_channels` (the A side's channels) is passed to image-to-image families only."""
+    from ganplug.models import config_from_dict, get_family
+
+    shape: dict[str, Any] = {"size": cfg.size, "channels": channels}
+    if get_family(cfg.arch).default_spec().image_to_image:
+        shape["in_channels"] = in_channels
+    return config_from_dict(cfg.arch, {**shape, **cfg.model})
+
+
+def resolve(cfg: TrainConfig, channels: int, in_channels: int = 0) -> dict[str, Any]:
+    """Everything a run derives from its config before training, as JSON (what `--dry-run` prints): the
+    resolved model config, its spec, and values the family derives (StyleGAN's R1 weight when "auto")."""
+    from ganplug.models import get_family
+
+    fam = get_family(cfg.arch)
+    model = model_config(cfg, channels, in_channels)
+    spec = fam.spec(model)
+    return {"model": asdict(model), "spec": asdict(spec), **(fam.derived(cfg) if fam.derived else {})}

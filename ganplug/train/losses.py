@@ -27,16 +27,29 @@ def fake_targets(n: int, noise: float, device: torch.device) -> Tensor:
 
 def d_loss(kind: str, real_logits: Tensor, fake_logits: Tensor, *, smoothing: float = 0.0,
            noise: float = 0.0) -> Tensor:
-    real_logits, fake_logits = real_logits.float(), fake_logits.float()
+    """D's loss for `kind`; `smoothing` and `noise` shape the nonsat targets (the other losses have none).
+
+    nonsat is BCE with logits written as softplus: with plain targets it is exactly StyleGAN2's
+    softplus(D(G(z))) + softplus(-D(x)), bit for bit, and t * softplus(-x) + (1 - t) * softplus(x) otherwise.
+    """
+    real_logits, fake_logits = real_logits.flatten().float(), fake_logits.flatten().float()
     if kind == "nonsat":
+        if smoothing == 0 and noise == 0:
+            return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         dev = real_logits.device
-        return (F.binary_cross_entropy_with_logits(real_logits, real_targets(len(real_logits), smoothing, noise, dev))
-                + F.binary_cross_entropy_with_logits(fake_logits, fake_targets(len(fake_logits), noise, dev)))
+        t_real = real_targets(len(real_logits), smoothing, noise, dev)
+        t_fake = fake_targets(len(fake_logits), noise, dev)
+        return _bce(real_logits, t_real) + _bce(fake_logits, t_fake)
     if kind == "hinge":
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
     if kind == "wgan-gp":
         return fake_logits.mean() - real_logits.mean()
     raise ValueError(f"unknown loss {kind!r}")
+
+
+def _bce(logits: Tensor, targets: Tensor) -> Tensor:
+    """BCE with logits, in the softplus form (stable for any logit)."""
+    return (targets * F.softplus(-logits) + (1 - targets) * F.softplus(logits)).mean()
 
 
 def g_loss(kind: str, fake_logits: Tensor) -> Tensor:

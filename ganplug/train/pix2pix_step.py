@@ -5,6 +5,11 @@ halved, as in the paper, to slow D relative to G. G minimises the adversarial lo
 `l1_weight` times the mean absolute difference to the target B (lambda = 100 in the paper): L1 holds
 the low frequencies, the PatchGAN the texture.
 
+Shared options work as for every family: --loss picks the adversarial loss (with wgan-gp, the gradient
+penalty is taken at interpolates of real and fake *pairs*, A included, and added unhalved), and --aug
+augments D's pairs: geometric ops move A and B together, colour ops touch only B
+(ganplug.train.augment.augment_pair); ADA reads the mean sign of D's patch logits on real pairs.
+
 The loop hands the step `cat([A, B], dim=1)`: one tensor, so batches, flips and the rest of the loop
 stay as they are for every family.
 """
@@ -19,8 +24,10 @@ from torch import Tensor, nn
 
 from ganplug.device import Runtime
 from ganplug.train import losses
+from ganplug.train.augment import AdaController, DiscriminatorAugment
 from ganplug.train.config import TrainConfig
 from ganplug.train.frozen import frozen
+from ganplug.train.steps import gradient_penalty
 
 
 def split_pair(x: Tensor, in_channels: int) -> tuple[Tensor, Tensor]:
@@ -33,41 +40,60 @@ class Pix2PixStep:
                  cfg: TrainConfig, runtime: Runtime):
         self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
         self.cfg, self.rt = cfg, runtime
-        self.in_channels = G.cfg.in_channels
+        self.in_channels = G.spec.in_channels
+        self.augment = DiscriminatorAugment(cfg, split=self.in_channels)
+
+    @property
+    def ada(self) -> AdaController | None:
+        return self.augment.ada
+
+    def _d(self, pair: Tensor) -> Tensor:
+        """Patch logits of D on an augmented pair, [N, h, w]."""
+        return self.D(self.augment(pair, self.cfg))
 
     def __call__(self, next_real: Callable[[], Tensor], step: int) -> dict[str, float]:
-        cfg, rt, G, D = self.cfg, self.rt, self.G, self.D
+        cfg, rt, G = self.cfg, self.rt, self.G
+        stats: dict[str, float] = {}
         for _ in range(cfg.d_steps):
             a, b = split_pair(next_real(), self.in_channels)
             with rt.autocast():
                 fake = G(a)
-                real_logits = D(torch.cat([a, b], dim=1)).flatten()
-                fake_logits = D(torch.cat([a, fake.detach()], dim=1)).flatten()
+                real_pair, fake_pair = torch.cat([a, b], dim=1), torch.cat([a, fake.detach()], dim=1)
+                real_patches = self._d(real_pair)
+                fake_logits = self._d(fake_pair).flatten()
+            real_logits = real_patches.flatten()
             loss_d = 0.5 * losses.d_loss(cfg.loss, real_logits, fake_logits, smoothing=cfg.label_smoothing,
                                          noise=cfg.label_noise)
+            gp = gradient_penalty(cfg, self._d, real_pair, fake_pair, rt, stats)
+            if gp is not None:  # not halved: it constrains D's gradients, it is no term of the game
+                loss_d = loss_d + gp
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
-        with frozen(D):
+            self.augment.observe(real_patches)
+        with frozen(self.D):
             with rt.autocast():
-                fake_logits_g = D(torch.cat([a, fake], dim=1)).flatten()
+                fake_logits_g = self._d(torch.cat([a, fake], dim=1)).flatten()
             loss_adv = losses.g_loss(cfg.loss, fake_logits_g)
             loss_l1 = (fake.float() - b.float()).abs().mean()
             loss_g = loss_adv + cfg.l1_weight * loss_l1
             self.opt_G.zero_grad(set_to_none=True)
             loss_g.backward()
         self.opt_G.step()
-        return {
+        stats.update({
             "loss/G": loss_g.item(),
             "loss/G_adv": loss_adv.item(),
             "loss/L1": loss_l1.item(),
             "loss/D": loss_d.item(),
             "scores/real": real_logits.float().mean().item(),
             "scores/fake": fake_logits.float().mean().item(),
-        }
+        })
+        if cfg.aug != "none":
+            stats["aug/p"] = self.augment.p(cfg)
+        return stats
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return self.augment.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        self.augment.load_state_dict(state)

@@ -1,12 +1,16 @@
-"""StyleGAN2 training step: non-saturating logistic loss, lazy R1, optional path length, style mixing,
-differentiable augmentation before D (fixed p or ADA), and the tracked mean of w.
+"""StyleGAN2 training step: the adversarial loss of --loss (non-saturating logistic by default), lazy R1,
+optional path length, style mixing, differentiable augmentation before D (fixed p or ADA), and the
+tracked mean of w.
 
 One call = `d_steps` D updates, then one G update, as the loop's `TrainStep` protocol asks. Following
 StyleGAN2 (Karras et al. 2020) and StyleGAN2-ADA:
-- D: softplus(D(aug(G(z)))) + softplus(-D(aug(x))); every `r1_interval` D updates a separate R1 step
+- D: losses.d_loss(--loss) on D(aug(x)) and D(aug(G(z))): for nonsat with plain targets exactly
+  softplus(D(aug(G(z)))) + softplus(-D(aug(x))), StyleGAN2's loss; hinge and wgan-gp (with its gradient
+  penalty at interpolates, weight --gp-weight) as for every family, and --label-smoothing/--label-noise
+  shape the nonsat targets. Every `r1_interval` D updates a separate R1 step
   with weight gamma/2 * r1_interval on the gradient w.r.t. the *un-augmented* reals.
-- G: softplus(-D(aug(G(z)))); every `PL_INTERVAL` G updates, if pl_weight > 0, a path-length step on
-  half a batch with weight pl_weight * PL_INTERVAL.
+- G: losses.g_loss(--loss) (nonsat: softplus(-D(aug(G(z))))); every `PL_INTERVAL` G updates, if
+  pl_weight > 0, a path-length step on half a batch with weight pl_weight * PL_INTERVAL.
 - Lazy regularisation changes Adam's effective schedule, so, as in the paper, lr and betas of the
   regularised network are corrected by c = interval / (interval + 1) once, when the step is built.
 - Style mixing: with probability `style_mixing` per sample, the styles from a random layer onwards come
@@ -23,15 +27,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganplug.device import Runtime
 from ganplug.models.stylegan import mix_styles
-from ganplug.train.augment import AdaController, augment, resolve_ops
+from ganplug.train import losses
+from ganplug.train.augment import AdaController, DiscriminatorAugment
 from ganplug.train.config import TrainConfig
 from ganplug.train.frozen import frozen
 from ganplug.train.penalties import path_length_penalty, r1_penalty
+from ganplug.train.steps import d_adversarial
 
 PL_INTERVAL = 4
 PL_BATCH_SHRINK = 2
@@ -62,8 +67,7 @@ class StyleGANStep:
         self.r1_interval = max(1, cfg.r1_interval)
         self.pl_weight = cfg.pl_weight
         self.style_mixing = cfg.style_mixing
-        self.aug_ops = resolve_ops(cfg.aug_ops)
-        self.ada = AdaController(target=cfg.ada_target, ada_kimg=cfg.ada_kimg) if cfg.aug == "ada" else None
+        self.augment = DiscriminatorAugment(cfg, controller=AdaController)
         self.pl_mean = torch.zeros([], device=runtime.device)
         if self.r1_gamma > 0 and self.r1_interval > 1:
             lazy_correction(opt_D, self.r1_interval)
@@ -73,16 +77,18 @@ class StyleGANStep:
     # ------------------------------------------------------------------ pieces
 
     @property
+    def ada(self) -> AdaController | None:
+        return self.augment.ada
+
+    @property
     def aug_p(self) -> float:
-        if self.cfg.aug == "ada":
-            return self.ada.p
-        if self.cfg.aug == "diffaug":
-            return self.cfg.aug_p
-        return 0.0
+        return self.augment.p(self.cfg)
 
     def _aug(self, x: Tensor) -> Tensor:
-        p = self.aug_p
-        return augment(x, p, self.aug_ops) if p > 0 else x
+        return self.augment(x, self.cfg)
+
+    def _d(self, x: Tensor) -> Tensor:
+        return self.D(self._aug(x))
 
     def _z(self, n: int) -> Tensor:
         return torch.randn(n, self.G.z_dim, device=self.rt.device)
@@ -101,16 +107,15 @@ class StyleGANStep:
             ws = mix_styles(ws, ws2, cutoff)
         return ws
 
-    def _d_main(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _d_main(self, real: Tensor, fake: Tensor, stats: dict[str, float]) -> tuple[Tensor, Tensor, Tensor]:
         with self.rt.autocast():
             fake_logits = self.D(self._aug(fake.detach()))
             real_logits = self.D(self._aug(real))
-        loss = F.softplus(fake_logits.float()).mean() + F.softplus(-real_logits.float()).mean()
+        loss = d_adversarial(self.cfg, self._d, real_logits, fake_logits, real, fake, self.rt, stats)
         self.opt_D.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_D.step()
-        if self.ada is not None:
-            self.ada.observe(real_logits)
+        self.augment.observe(real_logits)
         return loss, real_logits, fake_logits
 
     def _d_r1(self, real: Tensor) -> Tensor:
@@ -148,7 +153,7 @@ class StyleGANStep:
             last = i == cfg.d_steps - 1
             with self.rt.autocast(), torch.set_grad_enabled(last):
                 fake = self.G.synthesis(self.mapped_ws(real.shape[0], track=True))
-            loss_d, real_logits, fake_logits = self._d_main(real, fake)
+            loss_d, real_logits, fake_logits = self._d_main(real, fake, stats)
             d_index = step * cfg.d_steps + i
             if self.r1_gamma > 0 and d_index % self.r1_interval == 0:
                 stats["loss/r1"] = self._d_r1(real).item()
@@ -156,7 +161,7 @@ class StyleGANStep:
         with frozen(self.D):
             with self.rt.autocast():
                 gen_logits = self.D(self._aug(fake))
-            loss_g = F.softplus(-gen_logits.float()).mean()
+            loss_g = losses.g_loss(cfg.loss, gen_logits)
             self.opt_G.zero_grad(set_to_none=True)
             loss_g.backward()
         self.opt_G.step()
@@ -176,12 +181,8 @@ class StyleGANStep:
         return stats
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"pl_mean": float(self.pl_mean)}
-        if self.ada is not None:
-            state["ada"] = self.ada.state_dict()
-        return state
+        return {"pl_mean": float(self.pl_mean), **self.augment.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pl_mean.fill_(float(state.get("pl_mean", 0.0)))
-        if self.ada is not None and "ada" in state:
-            self.ada.load_state_dict(state["ada"])
+        self.augment.load_state_dict(state)

@@ -323,7 +323,7 @@ class _Watch:
 
 def _family_augments(arch: str) -> bool:
     """Whether this family's step applies --aug to D's inputs (so a remedy may turn it on)."""
-    return arch == "stylegan"
+    return "aug" in get_family(arch).train_options
 
 
 @dataclass
@@ -424,7 +424,7 @@ def train(
     if watch is not None:
         watch.begin(cfg, dataset)
     run = Run(run_dir, trainer, meta_base, _grid_inputs(cfg, dataset, G, spec.image_to_image, runtime),
-              spec.image_to_image, getattr(model_cfg, "in_channels", 0), open_sinks(run_dir, start if resume else None),
+              spec.image_to_image, spec.in_channels, open_sinks(run_dir, start if resume else None),
               reporter)
     run.checkpoint, run.last_saved = resume_from, (start if resume_from else -1)
     return _execute(run, cfg, start, dataset, watch, should_stop, notes + [

@@ -68,7 +68,8 @@ def test_discriminator_domination_is_flagged_from_the_history(shapes):
 
 def test_rollback_on_a_tiny_run_restores_and_applies_the_remedy(tmp_path, shapes_dir):
     """An untrained DCGAN draws near-constant images: the first check flags it, the loop rolls back to
-    the last healthy state (step 0) and the remedy halves D's learning rate and turns on label smoothing."""
+    the last healthy state (step 0) and the remedy halves D's learning rate and turns on D-side
+    augmentation (DCGAN's step augments D's inputs, so that is the regulariser it really has)."""
     cfg = tiny_config(shapes_dir, tmp_path / "r", steps=6, ckpt_every=2, sample_every=0)
     watch = CollapseWatch.for_config(cfg, WatchSettings(every=2, on_collapse="rollback", samples=48,
                                                         max_rollbacks=2))
@@ -77,16 +78,16 @@ def test_rollback_on_a_tiny_run_restores_and_applies_the_remedy(tmp_path, shapes
     assert len(result.events) == 2  # then the watch switched to warnings
     first = result.events[0]
     assert first["event"] == "collapse_rollback" and first["restored_step"] == 0
-    assert "learning rate x0.5" in first["remedy"] and "label smoothing 0.1" in first["remedy"]
+    assert "learning rate x0.5" in first["remedy"] and "augmentation probability raised to 0.20" in first["remedy"]
     assert "only warns" in result.events[1]["remedy"] and watch.on_collapse == "warn"
     meta = ckpt.read_meta(result.checkpoint)
     # Rollbacks keep the learning rates in use (ganplug.train.loop.Snapshot.restore), so the two remedies
-    # compound: 2e-4 -> 5e-5; the saved run config records that rate. Label smoothing lives in the config
-    # and grows with each remedy.
+    # compound: 2e-4 -> 5e-5; the saved run config records that rate, and the augmentation probability
+    # grows with each remedy.
     assert meta["optimizers"]["opt_D"]["param_groups"][0]["lr"] == pytest.approx(5e-5)
     assert meta["train"]["lr_d"] == pytest.approx(5e-5)
-    assert meta["train"]["label_smoothing"] == pytest.approx(0.2)  # the run's config grew with each remedy
-    assert cfg.label_smoothing == 0.0  # and the caller's config was left alone
+    assert meta["train"]["aug"] == "diffaug" and meta["train"]["aug_p"] == pytest.approx(0.4)
+    assert cfg.aug == "none" and cfg.lr_d == pytest.approx(2e-4)  # the caller's config was left alone
     rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("event") == "collapse_rollback" for r in rows) == 2
     assert any("watch/severity" in r and "watch/coverage" in r for r in rows)
@@ -97,3 +98,23 @@ def test_unknown_on_collapse_is_a_user_error(shapes):
 
     with pytest.raises(UserError, match="warn, stop or rollback"):
         CollapseWatch(shapes[0], WatchSettings(on_collapse="panic"))
+
+
+@pytest.mark.parametrize("loss, augments, ada_p, expect", [
+    ("nonsat", False, None, {"lr_d", "label_smoothing"}),
+    ("hinge", False, None, {"lr_d"}),  # hinge has no labels to smooth: the remedy must not claim it did
+    ("wgan-gp", False, None, {"lr_d"}),
+    ("hinge", True, None, {"lr_d", "aug", "aug_p"}),
+    ("nonsat", True, 0.3, {"lr_d", "ada_p"}),
+])
+def test_remedy_only_changes_what_the_run_uses(loss, augments, ada_p, expect, shapes):
+    from ganplug.train.config import TrainConfig
+    from ganplug.train.loop import RemedyContext
+
+    cfg = TrainConfig(data="", out="", loss=loss, **({"aug": "ada"} if ada_p is not None else {}))
+    watch = CollapseWatch(shapes[0], WatchSettings(on_collapse="rollback"))
+    remedy = watch.remedy(RemedyContext(cfg=cfg, lr_d=2e-4, ada_p=ada_p, augments=augments))
+    assert set(remedy.changes) == expect
+    assert remedy.changes["lr_d"] == pytest.approx(1e-4)
+    assert ("label smoothing" in remedy.description) == ("label_smoothing" in expect)
+    assert cfg.lr_d == 2e-4 and cfg.label_smoothing == 0.0  # nothing was changed in place

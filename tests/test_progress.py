@@ -70,3 +70,18 @@ def test_training_in_a_pipe_prints_clean_lines_and_an_eta_within_the_budget(tmp_
     assert all("…" not in x for x in proc.stderr.splitlines())
     assert all(_seconds(LINE.match(x).group(5)) <= 6 for x in lines)  # 0.1 minutes, never 10 hours
     assert "for at most 0.1 minutes" in proc.stderr
+    said = " ".join(proc.stderr.split())
+    step = int(re.search(r"stopped at step (\d+) of 1000000: the time limit \(0.1 minutes\) was reached", said)[1])
+    assert f"Continue with `ganplug train --resume {tmp_path / 'run'} --steps 1000000 --minutes 0.1`" in said
+    assert 0 < step < 1000000
+
+
+def test_a_finished_run_says_so_and_how_to_train_further(tmp_path, shapes_dir, capsys):
+    from ganplug.cli.app import main
+
+    out = tmp_path / "run"
+    assert main(["train", str(shapes_dir), "--out", str(out), "--size", "32", "--batch", "8", "--base-channels", "8",
+                 "--device", "cpu", "--steps", "2", "--no-watch"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "done: trained to step 2 (--steps 2)" in said
+    assert f"`ganplug train --resume {out} --steps 4`" in said

@@ -41,6 +41,10 @@ def test_other_layers_have_no_tag(name):
 def test_settings_survive_bad_saved_values():
     s = kstate.Settings.from_json('{"seed": -5, "count": 900, "truncation": "x", "frames": 1, "new_key": 1}')
     assert (s.seed, s.count, s.truncation, s.frames) == (0, 64, 0.7, 2)
+    # never more morph frames than a default server accepts in one request (it would answer 422)
+    from ganplug.serve.settings import ServeSettings
+
+    assert kstate.Settings.from_json('{"frames": 500}').frames == ServeSettings().frame_limit
     assert kstate.Settings.from_json("not json") == kstate.Settings()
     custom = kstate.Settings(server_url="http://127.0.0.1:9000", model="m", seed=5, tileable=True)
     assert kstate.Settings.from_json(custom.to_json()) == custom

@@ -57,7 +57,7 @@ class Settings:
             count=min(max(int(self.count), 1), 64),
             truncation=min(max(float(self.truncation), 0.0), 2.0),
             strength=min(max(float(self.strength), 0.0), 1.0),
-            frames=min(max(int(self.frames), 2), 120),
+            frames=min(max(int(self.frames), 2), 64),  # a default server's limit (--max-batch caps frames too)
         )
 
 

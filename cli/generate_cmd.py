@@ -112,6 +112,9 @@ def generate(
     tileable: bool = typer.Option(False, help=TILE_HELP),
     latent: Path = typer.Option(None, help="Regenerate one image from a latent.npy written by `ganplug project` "
                                 "(its noise.safetensors and projection.json beside it are used); needs --out."),
+    edit: str = typer.Option(None, help="Move along latent directions, K:AMOUNT in standard deviations, e.g. "
+                             "'0:+2.5,3:-1' (from `ganplug directions`; in w after truncation, or in z)."),
+    directions: Path = typer.Option(None, help="The directions file for --edit (default RUN/directions.safetensors)."),
     nrow: int = typer.Option(None, min=1, help="Images per grid row."),
     batch_size: int = typer.Option(32, min=1, help="Images generated per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
@@ -120,11 +123,15 @@ def generate(
 ) -> None:
     """Generate images: a grid (--out) or one file per seed (--outdir)."""
     from ganplug import ops
+    from ganplug.directions import default_path, parse_edits
+    from ganplug.directions import load as load_directions
     from ganplug.sampling import make_grid, parse_seeds, save_image_atomic, to_pil
 
     if (out is None) == (outdir is None):
         raise UserError("give exactly one of --out grid.png or --outdir DIR.")
     if latent is not None:
+        if edit is not None:
+            raise UserError("--edit applies to seeds; --latent regenerates a saved latent as it is.")
         if out is None:
             raise UserError("--latent regenerates one image: give --out image.png, not --outdir.")
         _refuse_existing(out, force)
@@ -133,11 +140,20 @@ def generate(
         typer.echo(f"wrote {out} from {latent}")
         return
     seed_list = parse_seeds(seeds) if seeds is not None else list(range(seed, seed + n))
+    edits = parse_edits(edit)
+    if directions is not None and not edits:
+        raise UserError("--directions chooses the file for --edit; give --edit K:AMOUNT too.")
     if out is not None:
         _refuse_existing(out, force)
     model, rt = _load(ckpt, device, precision)
+    found, found_at = None, None
+    if edits:
+        found_at = directions or default_path(model)
+        found = load_directions(found_at, model)
     result = ops.generate(model, rt, seed_list, truncation=truncation, noise=noise, tileable=tileable,
-                          batch_size=batch_size)
+                          batch_size=batch_size, edits=edits, directions=found)
+    if found_at is not None:
+        result.params["directions"] = str(found_at)
     if out is not None:
         save_image_atomic(make_grid(result.images, nrow=nrow), out)
         typer.echo(f"wrote {out} ({len(seed_list)} images, seeds {seed_list[0]}..{seed_list[-1]})")

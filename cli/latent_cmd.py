@@ -1,7 +1,8 @@
-"""`ganplug mix` (style-mixing grid) and `ganplug project` (GAN inversion of an image).
+"""`ganplug mix` (style-mixing grid), `ganplug project` (GAN inversion of an image) and `ganplug directions`
+(latent directions by PCA, for `generate --edit`).
 
-Both call `ganplug.ops` (as the server's /v1/stylemix and /v1/project do); torch is imported inside the
-commands only, so `--help` stays instant.
+They call `ganplug.ops` and `ganplug.directions` (as the server's /v1/stylemix, /v1/project and edits do);
+torch is imported inside the commands only, so `--help` stays instant.
 """
 
 from __future__ import annotations
@@ -135,6 +136,64 @@ def project(
                f"(loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f})")
 
 
+PREVIEW_AMOUNTS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # standard deviations, one column each
+
+
+def _preview(model, rt, found, seeds: list[int], batch_size: int, bar) -> object:
+    """The sheet: one row per direction, for each seed its image from -3 to +3 standard deviations."""
+    import torch
+
+    from ganplug import ops
+    from ganplug.sampling import make_grid
+
+    rows = []
+    for k in range(found.count):
+        by_amount = torch.stack([ops.generate(model, rt, seeds, edits=[(k, a)], directions=found,
+                                              batch_size=batch_size).images for a in PREVIEW_AMOUNTS])
+        rows.append(by_amount.transpose(0, 1).flatten(0, 1))  # seed-major: each seed's -3..+3 together
+        bar.update(k + 1)
+    return make_grid(torch.cat(rows), nrow=len(seeds) * len(PREVIEW_AMOUNTS))
+
+
+def directions(
+    ckpt: Path = typer.Argument(..., help=CKPT_HELP),
+    n: int = typer.Option(12, min=1, max=512, help="Directions to keep (the largest principal components)."),
+    out: Path = typer.Option(None, callback=v.output_file,
+                             help="Output file (default RUN/directions.safetensors); the preview sheet goes beside "
+                                  "it as .png."),
+    samples: int = typer.Option(10_000, min=16, max=1_000_000, help="Latents sampled for the PCA."),
+    seed: int = typer.Option(0, callback=v.seed, help="Seed of the sampled latents."),
+    preview_seeds: str = typer.Option("0,1,2", callback=v.seed_list, help="Seeds shown in the preview sheet."),
+    batch_size: int = typer.Option(256, min=1, help="Latents per forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    force: bool = typer.Option(False, help="Overwrite existing output files."),
+) -> None:
+    """Find interpretable latent directions without labels (GANSpace PCA), for `generate --edit K:AMOUNT`."""
+    from ganplug import directions as dirs
+    from ganplug.progress import Bar
+    from ganplug.sampling import parse_seeds, save_image_atomic
+
+    model, rt = _load(ckpt, device)
+    space = dirs.space_of(model)  # refuses image-to-image models
+    out = out or dirs.default_path(model)
+    sheet = out.with_suffix(".png")
+    for path in (out, sheet):
+        if path.exists() and not force:
+            raise UserError(f"{path} already exists; pass --force to replace it or choose another --out.")
+    with Bar("sampling", samples, unit="latent") as bar:
+        found = dirs.find(model, n=n, samples=samples, seed=seed, batch_size=batch_size,
+                          progress=lambda done, _total: bar.update(done))
+    dirs.save(found, out)
+    with Bar("preview", found.count, unit="row") as bar:
+        grid = _preview(model, rt, found, parse_seeds(preview_seeds), batch_size, bar)
+    save_image_atomic(grid, sheet)
+    spreads = ", ".join(f"{x:.3g}" for x in found.std[:4].tolist())
+    typer.echo(f"wrote {out} ({found.count} directions in {space}, spreads {spreads}...) and {sheet.name} "
+               f"(rows: directions; columns: -3..+3 std per seed). Use them: "
+               f"`ganplug generate {ckpt} --seed 7 --edit 0:+2 --out edited.png`")
+
+
 def register(app: typer.Typer) -> None:
     app.command("mix")(mix)
     app.command("project")(project)
+    app.command("directions")(directions)

@@ -6,7 +6,9 @@ parses requests, resizes, base64-encodes and runs jobs. So the same seeds and op
 pixels in Krita, Blender, the web page and on the command line.
 
 Family choices live here and nowhere else: a style-based model morphs by lerp in w (StyleGAN's papers
-do), a z-only model by slerp in z; style mixing takes a set of style inputs from the rows.
+do), a z-only model by slerp in z; style mixing takes a set of style inputs from the rows; an edit along
+a latent direction (ganplug.directions) moves w after truncation (GANSpace edits after the mapping), or z
+before the generator's own truncation for z-only models.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import Tensor
 
 from ganplug.checkpoint import LoadedModel
 from ganplug.device import Runtime
+from ganplug.directions import Directions, Edit, format_edits, offset
 from ganplug.errors import UserError
 from ganplug.latent import Projection, as_model_input, mix_grid_cells, parse_styles, style_mix
 from ganplug.latent import project as _project
@@ -100,20 +103,50 @@ def _synthesis(model: LoadedModel, noise: str | None) -> Callable[[Tensor], Tens
     return lambda ws: model.G.synthesis(ws, noise_mode=mode)
 
 
+def _edited(model: LoadedModel, truncation: float, noise: str | None, directions: Directions,
+            edits: Sequence[Edit]) -> Callable[[Tensor], Tensor]:
+    """z -> image with the edits' offset added: to every style input's w after truncation (style-based),
+    or to z before G, whose truncation then scales it with z (z-only models truncate z itself)."""
+    delta = offset(directions, edits)
+    if directions.space == "w":
+        G, synth = model.G, _synthesis(model, noise)
+
+        def in_w(z: Tensor) -> Tensor:
+            ws = G.mapping(z, truncation=truncation)
+            return synth(ws + delta.to(ws.device, ws.dtype))
+
+        return in_w
+    g = _g(model, truncation, noise)
+    return lambda z: g(z + delta.to(z.device, z.dtype))
+
+
+def edit_params(directions: Directions, edits: Sequence[Edit]) -> dict[str, Any]:
+    """What a record needs to redo the edits: the --edit string, the space and the file's generator."""
+    return {"edits": format_edits(edits), "edit_space": directions.space,
+            "directions_for": directions.meta.get("generator_sha256")}
+
+
 # ----------------------------------------------------------------------------------- seeds to images
 
 
 def generate(model: LoadedModel, runtime: Runtime, seeds: Sequence[int], *, truncation: float = 1.0,
              noise: str | None = None, tileable: bool = False, batch_size: int = 32,
-             progress: Progress | None = None) -> Images:
-    """One image per seed; seed N is the same image at any batch size."""
+             progress: Progress | None = None, edits: Sequence[Edit] = (),
+             directions: Directions | None = None) -> Images:
+    """One image per seed; seed N is the same image at any batch size. `edits` (direction, amount in
+    standard deviations) move each latent along `directions` (from ganplug.directions.load)."""
     require_seed_driven(model, "generate")
     seeds = [int(s) for s in seeds]
     z = z_from_seeds(seeds, model.spec.z_dim)
-    imgs = render(_g(model, truncation, noise), z, runtime, batch_size=batch_size, tileable=tileable,
-                  progress=progress)
-    return Images(imgs, [{"seed": s} for s in seeds],
-                  {"seeds": seeds, "truncation": truncation, "noise": noise, "tileable": tileable})
+    params: dict[str, Any] = {"seeds": seeds, "truncation": truncation, "noise": noise, "tileable": tileable}
+    fn = _g(model, truncation, noise)
+    if edits:
+        if directions is None:
+            raise UserError("edits need a directions file: make one with `ganplug directions RUN`.")
+        fn = _edited(model, truncation, noise, directions, edits)
+        params.update(edit_params(directions, edits))
+    imgs = render(fn, z, runtime, batch_size=batch_size, tileable=tileable, progress=progress)
+    return Images(imgs, [{"seed": s} for s in seeds], params)
 
 
 def variation_seed(seed: int, index: int) -> int:

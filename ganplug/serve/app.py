@@ -29,8 +29,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from ganplug import __version__
+from ganplug import directions as dirs
 from ganplug.checkpoint import load_generator
 from ganplug.device import make_runtime
+from ganplug.directions import Directions
 from ganplug.errors import UserError
 from ganplug.serve import schema as S
 from ganplug.serve.catalog import ModelCache, ModelCatalog, ModelEntry
@@ -57,6 +59,7 @@ class Server:
         self.cache = ModelCache(self._load, settings.memory_budget_mb << 20)
         self.jobs = JobQueue(workers=settings.workers, keep=settings.jobs_kept, max_pending=settings.max_jobs)
         self.kinds = S.request_models(settings)  # request bodies bounded by this server's limits
+        self._directions: dict[str, tuple[tuple, Directions]] = {}  # run folder -> (file version, checked file)
 
     def _load(self, entry: ModelEntry):
         loaded = load_generator(entry.path, device=self.runtime.device)
@@ -69,6 +72,7 @@ class Server:
             generate=not spec.image_to_image, truncation=not spec.image_to_image,
             variations=not spec.image_to_image, interpolate=not spec.image_to_image,
             style_mix=spec.style_based, translate=spec.image_to_image, project=spec.style_based,
+            edits=not spec.image_to_image and dirs.default_path_of(entry.path).is_file(),
         )
         return S.ModelInfo(name=entry.name, arch=spec.arch, size=spec.size, channels=spec.channels, z_dim=spec.z_dim,
                            step=entry.step, loaded=self.cache.is_loaded(entry), supports=supports)
@@ -81,6 +85,27 @@ class Server:
             reason = self.catalog.refuse(entry, str(e))
             raise ApiError(422, "model_unusable", f"model {entry.name!r} cannot be used: {reason}") from None
 
+    def directions_for(self, entry: ModelEntry, loaded) -> Directions:
+        """The directions file in the model's run folder, checked against its weights once per file version."""
+        path = dirs.default_path(loaded)
+        try:
+            st = path.stat()
+        except OSError:
+            raise ApiError(422, "no_directions",
+                           f"model {entry.name!r} has no directions file ({dirs.DEFAULT_NAME} in its run folder), "
+                           "so it cannot take `edits`; make one with `ganplug directions RUN`.") from None
+        version = (st.st_mtime_ns, st.st_size, id(loaded))
+        cached = self._directions.get(str(path))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        try:
+            found = dirs.load(path, loaded)
+        except UserError as e:
+            reason = str(e).replace(str(path.parent), "RUN")  # clients see names, not this machine's paths
+            raise ApiError(422, "bad_directions", f"model {entry.name!r}: {reason}") from None
+        self._directions[str(path)] = (version, found)
+        return found
+
     def submit(self, kind: str, req: S._Output):
         entry = self.catalog.resolve(req.model)  # unknown or unusable model: 404/422 now, not inside the job
         runner = RUNNERS[kind]
@@ -88,7 +113,8 @@ class Server:
         def work(ctx):
             ctx.progress(0.0, f"loading {entry.name}")
             loaded = self.loaded(entry)
-            return runner(Work(entry.name, loaded, self.runtime, self.settings, ctx), req)
+            return runner(Work(entry.name, loaded, self.runtime, self.settings, ctx,
+                               directions=lambda: self.directions_for(entry, loaded)), req)
 
         return self.jobs.submit(kind, work)
 
@@ -205,8 +231,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
                   description="Generate concept images from ganplug models: for the Krita and Blender plugins "
                               "and the web page at /.")
     app.state.server = server
+    _add_error_handlers(app)
+    _add_guard(app, settings)
+    app.include_router(_api(server))
 
-    # ------------------------------------------------------------------ errors: always a JSON sentence
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        html = resources.files("ganplug.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    return app
+
+
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is a JSON sentence with a code, never a traceback."""
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
         return _error(exc.status, exc.code, exc.message, exc.headers)
@@ -233,7 +273,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _error(500, "internal", "internal server error; the server log has the details.")
 
-    # ------------------------------------------------------------------ security: host check and token
+
+
+def _add_guard(app: FastAPI, settings: ServeSettings) -> None:
+    """The host check and the token, then the upload size limit."""
     @app.middleware("http")
     async def _guard(request: Request, call_next):
         if not settings.host_allowed(request.headers.get("host", "")):
@@ -251,6 +294,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
 
+
+def _api(server: Server) -> APIRouter:
+    """The /v1 routes: transport only; every operation is ganplug.ops through the server's job queue."""
     v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
     @v1.get("/health", response_model=S.Health, tags=["server"])
@@ -325,14 +371,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
-    app.include_router(v1)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
-        html = resources.files("ganplug.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
-
-    return app
+    return v1
 
 
 def _grid_png(result: S.ImagesResponse) -> bytes:

@@ -18,6 +18,8 @@ import torch
 from ganplug import ops
 from ganplug.checkpoint import LoadedModel
 from ganplug.device import Runtime
+from ganplug.directions import Directions, Edit, format_edits, offset, parse_edits
+from ganplug.errors import UserError
 from ganplug.serve import schema as S
 from ganplug.serve.errors import ApiError
 from ganplug.serve.imaging import b64, decode_upload, png_bytes, resize
@@ -36,6 +38,8 @@ class Work:
     runtime: Runtime
     settings: ServeSettings
     ctx: JobContext
+    # the model's checked directions file (the server caches it); raises ApiError 422 when there is none
+    directions: Callable[[], Directions] | None = None
 
 
 def output_size(req: S._Output, native: int, count: int, settings: ServeSettings) -> tuple[int, int]:
@@ -104,9 +108,27 @@ def _require_noise_fits(work: Work, req: S._Output) -> None:
                                              "inputs; `noise` applies to style-based models.")
 
 
+def _edits_of(work: Work, req: S.GenerateRequest) -> tuple[list[Edit], Directions | None]:
+    """The request's edits and the directions they move along, checked: 422 for a model without a directions
+    file, a direction it does not have or an unreadable edit string."""
+    raw = req.edits if isinstance(req.edits, str) or req.edits is None else [e.model_dump() for e in req.edits]
+    try:
+        edits = parse_edits(raw)
+        if not edits:
+            return [], None
+        if work.directions is None:
+            raise ApiError(422, "no_directions", f"model {work.model_name!r} has no directions to edit along.")
+        found = work.directions()
+        offset(found, edits)  # checks every index against the file
+    except UserError as e:
+        raise ApiError(422, "bad_edits", str(e)) from None
+    return edits, found
+
+
 def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
     _require_seed_driven(work, "generate")
     _require_noise_fits(work, req)
+    edits, found = _edits_of(work, req)
     t0 = time.perf_counter()
     if req.seeds:
         seeds = list(req.seeds)
@@ -115,9 +137,11 @@ def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
         seeds = [(start + i) % 2**32 for i in range(req.count)]
     check_count(len(seeds), work.settings.max_batch)
     output_size(req, work.loaded.spec.size, len(seeds), work.settings)
-    result = ops.generate(work.loaded, work.runtime, seeds, **_opts(work, req, f"generating {len(seeds)} image(s)"))
+    result = ops.generate(work.loaded, work.runtime, seeds, edits=edits, directions=found,
+                          **_opts(work, req, f"generating {len(seeds)} image(s)"))
     images = _encode(work, result, req, lambda m: f"{work.model_name} #{m['seed']}")
-    return _response(work, "generate", req, images, t0, seeds=seeds)
+    extra = {"edits": format_edits(edits), "edit_space": found.space} if found is not None else {}
+    return _response(work, "generate", req, images, t0, seeds=seeds, **extra)
 
 
 def run_variations(work: Work, req: S.VariationsRequest) -> S.ImagesResponse:

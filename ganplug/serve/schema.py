@@ -29,10 +29,28 @@ Truncation = Annotated[float, Field(ge=0.0, le=2.0, description="1 = full variet
 Noise = Annotated[Literal["const", "random", "none"] | None,
                   Field(description="Noise inputs of style-based models (`--noise`); omitted = const.")]
 StyleIndex = Annotated[int, Field(ge=0, le=63)]
+EDIT_AMOUNT_MAX = 100.0  # standard deviations; ganplug.directions.MAX_AMOUNT (not imported: it pulls in torch)
+MAX_EDITS = 64
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Edit(_Strict):
+    """One move along a latent direction of the model's directions file (`ganplug directions`)."""
+
+    direction: int = Field(ge=0, le=511, description="Direction index: 0 is the one of largest spread.")
+    amount: float = Field(ge=-EDIT_AMOUNT_MAX, le=EDIT_AMOUNT_MAX,
+                          description="How far, in standard deviations of the samples along it (e.g. 2.5, -1).")
+
+
+Edits = Annotated[
+    Annotated[str, Field(max_length=1024)] | Annotated[list[Edit], Field(max_length=MAX_EDITS)] | None,
+    Field(description="Moves along the model's latent directions, as `ganplug generate --edit`: '0:+2.5,3:-1' or "
+                      "a list of {direction, amount}. Uses directions.safetensors in the model's run folder (422 "
+                      "when it has none); in w after truncation for style-based models, in z otherwise."),
+]
 
 
 class _Output(_Strict):
@@ -63,6 +81,7 @@ def request_models(limits: ServeSettings) -> dict[str, type[_Output]]:
                                          description="Explicit seeds (one image each).")
         count: int = Field(1, ge=1, le=most_images, description="Images to make when `seeds` is omitted.")
         seed: Seed | None = Field(None, description="First of `count` consecutive seeds; omitted = random.")
+        edits: Edits = None
 
     class VariationsRequest(SeedOutput):
         seed: Seed
@@ -136,6 +155,7 @@ class Supports(BaseModel):
     style_mix: bool = False
     translate: bool = False
     project: bool = False
+    edits: bool = Field(False, description="Has a directions file, so `edits` on /v1/generate work.")
 
 
 class ModelInfo(BaseModel):

@@ -48,6 +48,13 @@ def runs(tmp_path_factory, shapes_dir) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
+def directions(runs) -> None:
+    """RUN/directions.safetensors for the dcgan and stylegan runs (`ganplug directions`, few samples)."""
+    for family in ("dcgan", "stylegan"):
+        _cli("directions", runs[family], "--n", "4", "--samples", "256", "--preview-seeds", "0", *CPU)
+
+
+@pytest.fixture(scope="module")
 def client(runs):
     with make_client(models=tuple(runs.values())) as c:
         yield c
@@ -163,3 +170,48 @@ def test_project(runs, client, tmp_path, monkeypatch):
     image = base64.b64encode(src.read_bytes()).decode()
     served = _served(client, "project", {"model": "stylegan", "image": image, "steps": 3, "seed": 0})
     _same([np.asarray(Image.open(tmp_path / "proj" / "projected.png"))], served)
+
+
+# (family, --edit, request `edits`, other CLI options, other request options): the same edited images
+EDITED = [
+    ("dcgan", "0:+2.5,3:-1", "0:+2.5,3:-1", [], {}),
+    ("dcgan", "1:-2", [{"direction": 1, "amount": -2}], ["--truncation", "0.7"], {"truncation": 0.7}),
+    ("stylegan", "0:+2.5,3:-1", [{"direction": 0, "amount": 2.5}, {"direction": 3, "amount": -1}], [], {}),
+    ("stylegan", "2:+1.5", "2:+1.5", ["--truncation", "0.6", "--noise", "none"], {"truncation": 0.6, "noise": "none"}),
+]
+
+
+@pytest.mark.parametrize("family,edit,edits,cli_opts,body", EDITED)
+def test_generate_with_edits(runs, client, directions, tmp_path, family, edit, edits, cli_opts, body):
+    """`generate --edit` and /v1/generate's `edits` (string or list) move along the run's directions file alike."""
+    _cli("generate", runs[family], "--seeds", "3,4", "--edit", edit, "--outdir", tmp_path, *cli_opts, *CPU)
+    r = client.post("/v1/generate", json={"model": family, "seeds": [3, 4], "edits": edits, **body})
+    assert r.status_code == 200, r.text
+    assert r.json()["params"]["edits"] == edit
+    _same(_written(tmp_path), [_decode(im["png"]) for im in r.json()["images"]])
+
+
+def test_edits_refused_with_a_reason(runs, client, directions):
+    """422 naming the problem: an image-to-image model, a direction the file lacks, an unreadable edit string."""
+    r = client.post("/v1/generate", json={"model": "pix2pix", "seeds": [1], "edits": "0:+1"})
+    assert r.status_code == 422
+    supports = {m["name"]: m["supports"]["edits"] for m in client.get("/v1/models").json()["models"]}
+    assert supports == {"dcgan": True, "stylegan": True, "pix2pix": False}
+    r = client.post("/v1/generate", json={"model": "stylegan", "seeds": [1], "edits": "9:+1"})
+    assert r.status_code == 422 and "out of range" in r.json()["error"], r.text
+    r = client.post("/v1/generate", json={"model": "stylegan", "seeds": [1], "edits": "0=1"})
+    assert r.status_code == 422 and "DIRECTION:AMOUNT" in r.json()["error"], r.text
+
+
+def test_edits_need_a_directions_file(tmp_path, runs):
+    """A seed-driven model without RUN/directions.safetensors: 422 saying how to make one."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(runs["dcgan"], bare, ignore=shutil.ignore_patterns("directions.*"))
+    with make_client(models=(bare,)) as c:
+        assert c.get("/v1/models").json()["models"][0]["supports"]["edits"] is False
+        r = c.post("/v1/generate", json={"model": "bare", "seeds": [1], "edits": "0:+1"})
+        assert r.status_code == 422, r.text
+        assert "ganplug directions" in r.json()["error"]
+        assert c.post("/v1/generate", json={"model": "bare", "seeds": [1]}).status_code == 200

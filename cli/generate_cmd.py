@@ -122,19 +122,20 @@ def generate(
     force: bool = typer.Option(False, help="Overwrite existing output files."),
 ) -> None:
     """Generate images: a grid (--out) or one file per seed (--outdir)."""
+    if (out is None) == (outdir is None):
+        raise UserError("give exactly one of --out grid.png or --outdir DIR.")
+    if out is not None:  # before torch is imported: a refusal is instant
+        _refuse_existing(out, force)
     from ganplug import ops
     from ganplug.directions import default_path, parse_edits
     from ganplug.directions import load as load_directions
     from ganplug.sampling import make_grid, parse_seeds, save_image_atomic, to_pil
 
-    if (out is None) == (outdir is None):
-        raise UserError("give exactly one of --out grid.png or --outdir DIR.")
     if latent is not None:
         if edit is not None:
             raise UserError("--edit applies to seeds; --latent regenerates a saved latent as it is.")
         if out is None:
             raise UserError("--latent regenerates one image: give --out image.png, not --outdir.")
-        _refuse_existing(out, force)
         model, rt = _load(ckpt, device, precision)
         save_image_atomic(to_pil(_render_saved_latent(model, latent, rt)), out)
         typer.echo(f"wrote {out} from {latent}")
@@ -143,8 +144,6 @@ def generate(
     edits = parse_edits(edit)
     if directions is not None and not edits:
         raise UserError("--directions chooses the file for --edit; give --edit K:AMOUNT too.")
-    if out is not None:
-        _refuse_existing(out, force)
     model, rt = _load(ckpt, device, precision)
     found, found_at = None, None
     if edits:

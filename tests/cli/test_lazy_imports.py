@@ -27,3 +27,19 @@ def test_help_never_imports_torch():
     for argv, got in report["seen"].items():
         assert got["code"] == 0, argv
         assert not got["torch"], f"`ganplug {argv}` imported torch"
+
+
+def test_generate_refuses_an_existing_output_before_importing_torch(tmp_path):
+    """A refusal should be instant: it came 5 s late, after torch and the checkpoint were loaded."""
+    import subprocess
+    import sys
+
+    existing = tmp_path / "grid.png"
+    existing.write_bytes(b"mine")
+    code = ("import sys; from ganplug.cli.app import main; rc = main(['generate', sys.argv[1], '--out', sys.argv[2]]); "
+            "print('torch' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "no-run"), str(existing)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert proc.stdout.strip() == "False"
+    assert existing.read_bytes() == b"mine"

@@ -43,6 +43,7 @@ class Bar:
         self.text = ""
         self.t0 = time.perf_counter()
         self._last_line = -1e9
+        self._printed: tuple[int, str] | None = None  # the state the last pipe line showed
         self._bar: Progress | None = None
         if self.live:
             self._bar = Progress(TextColumn(f"[bold]{label}"), MofNCompleteColumn(), BarColumn(),
@@ -84,6 +85,7 @@ class Bar:
         elapsed = fmt_duration(time.perf_counter() - self.t0)
         self.console.print(f"{self.label} {count}{pct}{speed}  elapsed {elapsed}  eta {fmt_duration(self.eta())}"
                            + (f"  {self.text}" if self.text else ""), soft_wrap=True, highlight=False)
+        self._printed = (self.done, self.text)
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False, soft_wrap=not self.live)
@@ -92,8 +94,8 @@ class Bar:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        elif self.done != self.first or self.total == 0:
-            self._print_line()  # the final state, whatever the cadence
+        elif (self.done != self.first or self.total == 0) and self._printed != (self.done, self.text):
+            self._print_line()  # the final state, whatever the cadence, once
 
     def __enter__(self) -> Bar:
         return self

@@ -85,3 +85,13 @@ def test_a_finished_run_says_so_and_how_to_train_further(tmp_path, shapes_dir, c
     said = " ".join(capsys.readouterr().err.split())
     assert "done: trained to step 2 (--steps 2)" in said
     assert f"`ganplug train --resume {out} --steps 4`" in said
+
+
+def test_the_final_line_is_not_printed_twice():
+    console, buf = _pipe()
+    bar = Bar("step", 3, console=console, every=0.0)
+    for k in (1, 2, 3):
+        bar.update(k)
+    bar.close()
+    lines = buf.getvalue().splitlines()
+    assert [LINE.match(x).group(1) for x in lines] == ["1", "2", "3"]

@@ -9,6 +9,15 @@ import typer
 from ganplug.cli import validate as v
 
 
+def sample_count(value: str | None) -> str | None:
+    """`--n`: auto, or a whole number of at least 1 (checked here so the message names the option)."""
+    if value is None or value.strip().lower() == "auto":
+        return value
+    if not value.strip().isdigit() or int(value) < 1:
+        raise typer.BadParameter(f"must be auto or a whole number of at least 1, not {value}.")
+    return value
+
+
 def _fmt(name: str, m: dict) -> str:
     if name == "pr":
         return f"precision {m['precision']:.4f}  recall {m['recall']:.4f}  ({m['feature_space']}, k={m['k']})"
@@ -29,9 +38,13 @@ def register(app: typer.Typer) -> None:
     def eval_command(
         fake: Path = typer.Argument(..., help="Run folder, checkpoint, image folder or prepared dataset to judge."),
         real: Path = typer.Option(None, "--real", help="Image folder, prepared dataset or .npz statistics file."),
-        metrics: str = typer.Option("fid,kid,is,pr,dc,swd,msssim", "--metrics",
-                                    help="Comma list of fid,kid,is,ppl,pr,dc,swd,msssim."),
-        n: int = typer.Option(10000, "--n", min=1, help="Samples drawn from a generator (at most this many images)."),
+        metrics: str = typer.Option(None, "--metrics", show_default=False,
+                                    help="Comma list of fid,kid,is,ppl,pr,dc,swd,msssim. Default: all but ppl, each "
+                                         "one that cannot run skipped with its reason. Metrics named here must all "
+                                         "run, or the command stops (exit 2) saying why."),
+        n: str = typer.Option("auto", "--n", callback=sample_count,
+                              help="Samples drawn from a generator (at most this many images): auto = 10000 on "
+                                   "CUDA, on a CPU a count timed to finish in about 3 minutes (printed first)."),
         json_out: Path = typer.Option(None, "--json", callback=v.output_file,
                                       help="Write the results here (schema ganplug-eval/1)."),
         force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
@@ -74,7 +87,7 @@ def register(app: typer.Typer) -> None:
 
         result = evaluate(
             fake, real, json_path=json_out, report_path=report_out, force=force,
-            metrics=metrics, n=n, precision=precision, device=device,
+            metrics=metrics, n=n if n == "auto" else int(n), precision=precision, device=device,
             weights_dir=str(weights_dir) if weights_dir else None, allow_unverified_weights=allow_unverified,
             fid_mode=fid_mode, batch_size=batch_size, seed=seed, truncation=truncation,
             kid_subset_size=kid_subset_size, pr_features=pr_features, ppl_samples=ppl_samples, ppl_space=ppl_space,
@@ -88,18 +101,30 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"wrote {json_out}")
 
 
+def _tag(m: dict) -> str:
+    status = m.get("weights")
+    return f"  [{status} network file]" if status in ("stand-in", "hash differs") else ""
+
+
 def _print(result: dict) -> None:
-    """The metrics, skips, notes, then the verdict and copy rate (all read from the result dict)."""
+    """The metrics, skips, warnings, notes, then the verdict and copy rate (all read from the result dict)."""
+    sc = result.get("sample_count") or {}
+    if sc:
+        typer.echo(f"n       {sc['n']:,} {'(auto: sized to this machine)' if sc.get('auto') else '(as given)'}")
     for name, m in result["metrics"].items():
-        typer.echo(f"{name:7s} {_fmt(name, m)}")
+        typer.echo(f"{name:7s} {_fmt(name, m)}{_tag(m)}")
     for name, reason in result["skipped"].items():
         typer.echo(f"{name:7s} skipped: {reason}")
+    for warning in result.get("warnings", []):
+        typer.echo(f"warning: {warning}")
     for note in result["fake"]["notes"] + (result["real"] or {}).get("notes", []) + result["notes"]:
         typer.echo(f"note: {note}")
     if "collapse" not in result:
         return
     v, mem = result["collapse"], result["memorisation"]
     typer.echo(f"verdict {v['verdict']} (severity {v['severity']:.2f})")
+    if v.get("context"):
+        typer.echo(f"        {v['context']}")
     for reason in v["reasons"]:
         typer.echo(f"        {reason}")
     typer.echo(f"copies  {100 * mem['rate']:.1f}% of {mem['samples']} samples are near-copies of REAL images")

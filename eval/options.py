@@ -13,8 +13,13 @@ DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc", "swd", "msssim")
 
 @dataclass
 class EvalOptions:
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    n: int = 10000  # fake samples drawn from a generator; at most this many images from folders/datasets
+    # None: the default set, where a metric that cannot run (no network file, no REAL) is skipped with a
+    # visible reason; metrics named explicitly must all run, or the evaluation stops (exit 2) saying why
+    metrics: tuple[str, ...] | str | None = None
+    explicit_metrics: bool | None = None  # set by resolve_options: were `metrics` named by the caller?
+    # fake samples drawn from a generator (at most this many images from folders/datasets); "auto": the
+    # documented 10,000 on CUDA, on other devices a count timed to finish in minutes (eval/sizing.py)
+    n: int | str = "auto"
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA) | auto; Inception features only
     fid_mode: str = "clean"
@@ -41,3 +46,4 @@ class EvalOptions:
     collapse: bool = False  # mode-collapse verdict + memorisation check (when REAL is images); the CLI's default
     collapse_n: int = 500  # samples judged by the collapse battery (the first of the metric samples)
     all_checkpoints: bool = False  # with a run folder and collapse: judge every checkpoint, mark the best
+    progress: bool = True  # progress bars/lines and the pre-start messages on stderr

@@ -2,10 +2,15 @@
 
 One pass per input: FAKE is sampled (or read) once and REAL read once; every requested metric (the
 registry in eval/registry.py says what each needs), the collapse battery, the memorisation check and
-the report are fed from the arrays of that pass. Real-set features are cached by content hash. Metrics
-whose network file is missing are skipped with a one-line reason while the network-free ones still
-run; if nothing can run, a WeightsError names the missing file. The returned dict is the documented
-JSON schema (docs/eval.md, "ganplug-eval/1").
+the report are fed from the arrays of that pass. Real-set features are cached by content hash.
+
+Nothing is skipped in silence: a metric named in `metrics` that cannot run (its network file is missing,
+it needs REAL or a generator) stops the evaluation before any work (exit 2 in the CLI) naming the file
+and how to get it; a default metric that cannot run is skipped with a line on stderr, in `skipped` and
+in the report. Numbers from a stand-in or unverified network file, or outside what the published
+network can produce, are flagged (`warnings`). `n="auto"` sizes the sample count to the machine
+(eval/sizing.py) and says so before starting. The returned dict is the documented JSON schema
+(docs/eval.md, "ganplug-eval/1").
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ganplug import __version__
 from ganplug.device import make_runtime
 from ganplug.errors import DataError, UserError
 from ganplug.eval import registry as reg
+from ganplug.eval import sizing
 from ganplug.eval import verdict as verdict_m
 from ganplug.eval.features import handcrafted, weights
 from ganplug.eval.features.cache import FeatureCache
@@ -30,8 +36,9 @@ from ganplug.eval.metrics import fid as fid_m
 from ganplug.eval.options import DEFAULT_METRICS, EvalOptions
 from ganplug.eval.registry import METRICS, Metric, MetricInput
 from ganplug.eval.report import ReportContent
-from ganplug.eval.scan import Plan, Scanned, cached_scan, scan
+from ganplug.eval.scan import Plan, Scanned, cached_scan, finish, scan
 from ganplug.eval.sources import CheckpointSource, Source, StatsSource, hex_color, open_source, resolve_background
+from ganplug.progress import Bar, stderr_console
 
 SCHEMA = "ganplug-eval/1"
 ALL_METRICS = tuple(METRICS)
@@ -53,6 +60,19 @@ def parse_metrics(metrics) -> tuple[str, ...]:
     return metrics
 
 
+def parse_n(n) -> int | str:
+    """`--n`: a whole number of at least 1, or "auto" (sized to the machine)."""
+    if isinstance(n, str) and n.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(n)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or (isinstance(n, float) and n != value):
+        raise UserError(f"--n must be auto or a whole number of at least 1, not {n!r}.")
+    return value
+
+
 def resolve_options(options: EvalOptions | None, kwargs: dict) -> EvalOptions:
     """EvalOptions from `options` plus keyword overrides; an unknown keyword is an error, not ignored."""
     known = set(EvalOptions.__dataclass_fields__)
@@ -60,9 +80,10 @@ def resolve_options(options: EvalOptions | None, kwargs: dict) -> EvalOptions:
     if unknown:
         raise UserError(f"evaluate() got unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
     opts = EvalOptions(**{**asdict(options or EvalOptions()), **kwargs})  # a copy: the caller's stays as given
-    opts.metrics = parse_metrics(opts.metrics)
-    if opts.n < 1:
-        raise UserError(f"--n must be at least 1, not {opts.n}.")
+    if opts.explicit_metrics is None:  # first resolution: metrics named by the caller must all run
+        opts.explicit_metrics = opts.metrics is not None
+    opts.metrics = parse_metrics(DEFAULT_METRICS if opts.metrics is None else opts.metrics)
+    opts.n = parse_n(opts.n)
     if opts.pr_features not in PR_FEATURES:
         raise weights.WeightsError(f"--pr-features must be auto, inception or handcrafted, not {opts.pr_features!r}.")
     return opts
@@ -78,15 +99,24 @@ class Inputs:
     runtime: object
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, list] = field(default_factory=dict)  # metric -> the WeightFiles it lacks
+    unrunnable: set[str] = field(default_factory=set)  # skipped for its inputs or files, not for the data
 
     @property
     def real_images(self) -> bool:
         return self.real is not None and not isinstance(self.real, StatsSource)
 
 
+def say(opts: EvalOptions, text: str) -> None:
+    """One line on stderr before or between the long steps (nothing with progress off)."""
+    if opts.progress:
+        stderr_console().print(text, highlight=False, soft_wrap=True)
+
+
 def open_inputs(fake, real, opts: EvalOptions) -> Inputs:
     runtime = make_runtime(opts.device, opts.precision)
-    fake_src = open_source(fake, role="fake", n=opts.n, seed=opts.seed, runtime=runtime, truncation=opts.truncation,
+    n = sizing.FULL_N if opts.n == "auto" else opts.n  # auto narrows it once the networks are timed
+    fake_src = open_source(fake, role="fake", n=n, seed=opts.seed, runtime=runtime, truncation=opts.truncation,
                            workers=opts.workers, background=resolve_background(opts.background))
     background = resolve_background(opts.background, fake_src)
     real_src = (open_source(real, role="real", n=None, seed=opts.seed, workers=opts.workers, background=background)
@@ -129,13 +159,16 @@ def _load_inception(active: list[Metric], opts: EvalOptions, inputs: Inputs, net
         return
     found = weights.locate("inception", opts.weights_dir, opts.allow_unverified_weights)
     if found is None:
-        reason = f"{weights.INCEPTION.filename} not found (run `ganplug weights list`)"
+        reason = (f"{weights.INCEPTION.filename} not found (`ganplug weights fetch inception`, or "
+                  "`ganplug weights list` for where to put it)")
         for m in active:
             if m.needs & {reg.POOL, reg.LOGITS} or (reg.SPACE in m.needs and opts.pr_features == "inception"):
                 inputs.skipped[m.name] = reason
+                inputs.missing[m.name] = [weights.INCEPTION]
         return
     from ganplug.eval.features.inception import InceptionExtractor
 
+    say(opts, f"loading {found.spec.filename} ({found.status}) from {found.path.parent}")
     nets.inception = InceptionExtractor(found, inputs.runtime, opts.fid_mode, workers=opts.workers)
     nets.info["inception"] = found.as_json()
     inputs.notes.extend(nets.inception.notes)
@@ -148,12 +181,16 @@ def _load_lpips(active: list[Metric], opts: EvalOptions, inputs: Inputs, nets: N
     vgg = weights.locate("vgg16", opts.weights_dir, opts.allow_unverified_weights)
     lin = weights.locate("lpips-vgg16", opts.weights_dir, opts.allow_unverified_weights)
     if vgg is None or lin is None:
-        missing = [w.filename for w, f in ((weights.VGG16, vgg), (weights.LPIPS_VGG, lin)) if f is None]
+        missing = [w for w, f in ((weights.VGG16, vgg), (weights.LPIPS_VGG, lin)) if f is None]
+        fetch = " ".join(w.key for w in missing)
         for m in users:
-            inputs.skipped[m.name] = f"{' and '.join(missing)} not found (run `ganplug weights list`)"
+            inputs.skipped[m.name] = (f"{' and '.join(w.filename for w in missing)} not found (`ganplug weights "
+                                      f"fetch {fetch}`, or `ganplug weights list` for where to put it)")
+            inputs.missing[m.name] = missing
         return
     from ganplug.eval.features.lpips import LPIPSVGG
 
+    say(opts, f"loading {vgg.spec.filename} ({vgg.status}) and {lin.spec.filename} ({lin.status})")
     nets.lpips = LPIPSVGG.from_files(vgg, lin).to(inputs.runtime.device)
     nets.info["vgg16"], nets.info["lpips-vgg16"] = vgg.as_json(), lin.as_json()
 
@@ -172,15 +209,37 @@ def load_networks(wanted: list[str], opts: EvalOptions, inputs: Inputs) -> Netwo
     return nets
 
 
-def refuse_if_nothing_runs(wanted: list[str], skipped: dict[str, str], opts: EvalOptions) -> None:
-    if any(m not in skipped for m in wanted):
+def refuse_if_nothing_runs(wanted: list[str], inputs: Inputs, opts: EvalOptions) -> None:
+    """Stop before any work when a metric named explicitly cannot run, or when none can.
+
+    Asked for by name and impossible (a network file missing, no REAL, no generator): exit 2 saying why
+    and how to fix it, rather than a report without it. Default metrics are skipped (see `announce`)."""
+    skipped = inputs.skipped
+    blocked = [m for m in wanted if m in inputs.unrunnable] if opts.explicit_metrics else []
+    if not blocked and any(m not in skipped for m in wanted):
         return
-    missing = [weights.INCEPTION] if any("inception" in r for r in skipped.values()) else []
-    if "ppl" in wanted and "not found" in skipped.get("ppl", ""):
-        missing += [weights.VGG16, weights.LPIPS_VGG]
-    if missing:
-        raise weights.WeightsError(" ".join(weights.missing_message(w, opts.weights_dir) for w in missing))
-    raise UserError("none of the requested metrics can run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    if not blocked:
+        blocked = [m for m in wanted if m in skipped]
+    files = list(dict.fromkeys(w for m in blocked for w in inputs.missing.get(m, [])))
+    if files:
+        names = ", ".join(m for m in blocked if m in inputs.missing)
+        keys = " ".join(w.key for w in files)
+        raise weights.WeightsError(f"--metrics asks for {names}, which cannot run without "
+                                   f"{' and '.join(w.filename for w in files)} (`ganplug weights fetch {keys}`, or "
+                                   "leave them out of --metrics). "
+                                   + " ".join(weights.missing_message(w, opts.weights_dir) for w in files))
+    raise UserError("the requested metrics cannot run: " + "; ".join(f"{m} {skipped[m]}" for m in blocked)
+                    + ". Leave them out of --metrics or give what they need.")
+
+
+def announce(wanted: list[str], inputs: Inputs, opts: EvalOptions) -> None:
+    """Before any work: each default metric that will not run, with the reason, on its own line."""
+    by_reason: dict[str, list[str]] = {}
+    for m in wanted:
+        if m in inputs.skipped:
+            by_reason.setdefault(inputs.skipped[m], []).append(m)
+    for reason, names in by_reason.items():
+        say(opts, f"skipping {', '.join(names)}: {reason}")
 
 
 # ----------------------------------------------------------------------------------------- the one pass
@@ -240,12 +299,14 @@ def one_pass(runnable: list[Metric], nets: Networks, inputs: Inputs, opts: EvalO
     """Sample/read FAKE once and REAL once, computing everything in the plans from the same batches."""
     fake_keep = verdict_m.fake_rows(inputs.fake, opts.collapse_n, opts.seed) if collapse else None
     real_keep = verdict_m.real_rows(inputs.real, opts.seed) if collapse else None
-    fake = scan(inputs.fake, _plan(runnable, nets, opts, size, real=False, keep=fake_keep), opts.batch_size)
+    verb = "sampling + features" if isinstance(inputs.fake, CheckpointSource) else "features"
+    fake = scan(inputs.fake, _plan(runnable, nets, opts, size, real=False, keep=fake_keep), opts.batch_size,
+                f"FAKE {verb}" if opts.progress else None)
     real = None
     if inputs.real_images:
         cache = FeatureCache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.use_cache)
         real = cached_scan(inputs.real, _plan(runnable, nets, opts, size, real=True, keep=real_keep), cache,
-                           opts.batch_size)
+                           opts.batch_size, "REAL features" if opts.progress else None)
     return Pass(fake, real, size, fake_keep, real_keep)
 
 
@@ -259,12 +320,103 @@ def compute_metrics(runnable: list[Metric], p: Pass, nets: Networks, inputs: Inp
     m_in = MetricInput(opts, p.fake.side, p.real.side if p.real else None, stats, nets.space, p.size, dev,
                        inputs.fake if isinstance(inputs.fake, CheckpointSource) else None, nets.lpips, inputs.notes)
     results = {}
-    for m in runnable:
+    # every=0: a line as each metric starts, so a slow one (PR's k-NN, PPL) is named while it runs
+    bar = Bar("metrics", len(runnable), unit="metric", every=0) if opts.progress and runnable else None
+    for i, m in enumerate(runnable):
+        if bar is not None:
+            bar.update(i, m.name)
         try:
             results[m.name] = m.compute(m_in)
         except DataError as e:
             inputs.skipped[m.name] = str(e)
+    finish(bar, len(runnable), "done")
     return results
+
+
+# What each network-based metric was computed with, and the range the published network can give.
+NETWORK_KEYS = {"fid": ("inception",), "kid": ("inception",), "is": ("inception",), "ppl": ("vgg16", "lpips-vgg16")}
+PLAUSIBLE_MAX = {"fid": 1000.0}  # published Inception pool3: distances between very different sets stay in the
+# hundreds (noise vs faces ~400); millions only come from another network (a stand-in) or broken features
+WEAK = ("stand-in", "hash differs", "hash not pinned")  # worst first
+
+
+def _networks_of(name: str, entry: dict) -> tuple[str, ...]:
+    if name in ("pr", "dc"):
+        return ("inception",) if entry.get("feature_space") == INCEPTION_SPACE else ()
+    return NETWORK_KEYS.get(name, ())
+
+
+def _weakest(keys: tuple[str, ...], info: dict[str, dict]) -> tuple[str, dict] | None:
+    """The least trustworthy network file behind a metric (None: network-free or all verified)."""
+    weak = [(k, info[k]) for k in keys if k in info and info[k].get("status", "verified") != "verified"]
+    return min(weak, key=lambda kv: WEAK.index(kv[1]["status"])) if weak else None
+
+
+def _concern(name: str, entry: dict, weak: tuple[str, dict] | None) -> str | None:
+    """Why a network metric's number must not be read as a published-comparable value, or None."""
+    value, high = entry.get("value"), PLAUSIBLE_MAX.get(name)
+    if weak is not None and weak[1]["status"] in ("stand-in", "hash differs"):
+        return weak[1]["status"]
+    if isinstance(value, float | int) and high is not None and value > high:
+        return "implausible"
+    return None
+
+
+def _warning(concern: str, key: str, w: dict, labels: list[str]) -> str:
+    where = f"{w.get('file', key)} at {w.get('path', '?')}"
+    what = ", ".join(labels)
+    if concern == "stand-in":
+        return (f"{what} come from a stand-in network file ({where}: seeded random weights made for tests), not the "
+                f"published one: not comparable to published values (`ganplug weights fetch {key}` gets the real file)")
+    if concern == "hash differs":
+        return (f"{what} come from {where}, whose hash differs from the published file (--allow-unverified-weights): "
+                "not comparable to published values")
+    return (f"{what}: outside what the published network produces (FID stays below ~{PLAUSIBLE_MAX['fid']:,.0f}); "
+            f"{where} could not be verified ({w.get('status', 'unverified')}), so it is probably not the published "
+            f"file (`ganplug weights fetch {key}` gets it)")
+
+
+def flag_provenance(results: dict, info: dict[str, dict]) -> list[str]:
+    """Mark each network metric with where its file stands (`weights`, and `warning` when it matters) and
+    return one warning per file for numbers from a stand-in or altered file, or outside what the published
+    network can produce: never a bare FID of 3e6."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name, entry in results.items():
+        keys = _networks_of(name, entry)
+        if not keys:
+            continue
+        weak = _weakest(keys, info)
+        entry["weights"] = "verified" if weak is None else weak[1]["status"]
+        concern = _concern(name, entry, weak)
+        if concern is not None:
+            key = weak[0] if weak else keys[0]
+            entry["warning"] = concern
+            value = entry.get("value")
+            groups.setdefault((concern, key), []).append(f"{name} {value:.4g}" if isinstance(value, float | int)
+                                                         else name)
+    return [_warning(concern, key, info.get(key, {}), labels) for (concern, key), labels in groups.items()]
+
+
+def apply_sample_count(inputs: Inputs, nets: Networks, opts: EvalOptions, size: int,
+                       runnable: list[str]) -> sizing.SampleCount:
+    """Decide `--n` (timing one batch where it matters), narrow FAKE to it, and say it before starting."""
+    real_count = inputs.real.count if inputs.real_images else 0
+    device = inputs.runtime.device.type
+    if opts.n == "auto" and device != "cuda" and opts.progress:
+        say(opts, f"--n auto: timing {sizing.TIMING_BATCH} images through the generator and feature networks")
+    pair_dim = (2048 if nets.space == INCEPTION_SPACE else handcrafted.DIM) if "pr" in runnable else 0
+    count = sizing.choose(opts.n, inputs.fake, real_count, nets.inception, size, device, pair_dim)
+    if count.n < inputs.fake.count:
+        if isinstance(inputs.fake, CheckpointSource):
+            inputs.fake.limit(count.n)
+        else:  # the same seeded subset `--n count.n` would open
+            inputs.fake = open_source(inputs.fake.path, role="fake", n=count.n, seed=opts.seed, workers=opts.workers,
+                                      background=inputs.fake.background)
+    opts.n = count.n
+    message = count.message()
+    if message:
+        say(opts, message)
+    return count
 
 
 def save_fake_stats(path: str | None, fake_pool: np.ndarray | None, notes: list[str]) -> None:
@@ -306,9 +458,14 @@ def judge_collapse(fake, real, p: Pass, inputs: Inputs, opts: EvalOptions) -> Co
                                                seed=opts.seed, runtime=inputs.runtime, batch_size=opts.batch_size)
             if rows:
                 out["checkpoints"] = rows
+    context = verdict_m.training_context(inputs.fake, fake)
+    if context is not None:
+        out["training"] = context
+        if context.get("early"):
+            out["collapse"]["context"] = context["text"]
     content = ReportContent(str(fake), str(real), handcrafted.NAME, out["collapse"], out["memorisation"],
                             p.fake.kept, p.real.kept, j.reference.counts, losses=out.get("losses"),
-                            checkpoints=out.get("checkpoints", []))
+                            checkpoints=out.get("checkpoints", []), training=context)
     return Collapse(out, content)
 
 
@@ -323,8 +480,10 @@ class Evaluation:
     report: ReportContent | None = None
 
 
-def _result(inputs: Inputs, opts: EvalOptions, nets: Networks, results: dict, p: Pass, t_start: float) -> dict:
+def _result(inputs: Inputs, opts: EvalOptions, nets: Networks, results: dict, p: Pass, t_start: float,
+            count: sizing.SampleCount) -> dict:
     wanted = list(opts.metrics)
+    warnings = flag_provenance(results, nets.info)
     unverified = [k for k, w in nets.info.items() if not w["verified"]]
     if unverified:
         inputs.notes.append(f"weights not verified against a published hash: {', '.join(unverified)}; numbers are "
@@ -337,10 +496,12 @@ def _result(inputs: Inputs, opts: EvalOptions, nets: Networks, results: dict, p:
         "real": inputs.real.describe() if inputs.real else None,
         "settings": {k: v for k, v in asdict(opts).items() if k not in ("cache_dir", "weights_dir")}
         | {"metrics": list(opts.metrics), "device": str(inputs.runtime.device),
-           "precision": inputs.runtime.precision},
+           "precision": inputs.runtime.precision, "n_auto": count.auto},
+        "sample_count": count.as_json(),
         "weights": nets.info,
         "metrics": {m: results[m] for m in wanted if m in results},
         "skipped": {m: inputs.skipped[m] for m in wanted if m in inputs.skipped},
+        "warnings": warnings,
         "notes": inputs.notes,
         "cache": p.cache,
         "timings": {"fake_features_s": round(p.fake.seconds, 3),
@@ -361,6 +522,8 @@ def _add_collapse(out: dict, fake, real, p: Pass, inputs: Inputs, opts: EvalOpti
         return None
     out.update({k: v for k, v in c.json.items() if k not in out})
     c.report.metrics = out["metrics"]
+    c.report.skipped, c.report.warnings = out["skipped"], out["warnings"]
+    c.report.sample_count, c.report.weights = out["sample_count"], out["weights"]
     return c.report
 
 
@@ -369,26 +532,40 @@ def run(fake, real=None, options: EvalOptions | None = None, *, strict_collapse:
 
     `strict_collapse`: a collapse check that cannot run (too few images) raises instead of being skipped.
     """
-    opts = options or EvalOptions()
+    opts = resolve_options(options, {})  # a copy: `n` is narrowed in place
     t_start = time.perf_counter()
     inputs = open_inputs(fake, real, opts)
     wanted = list(opts.metrics)
     inputs.skipped.update(input_skips(wanted, inputs))
+    inputs.unrunnable.update(inputs.skipped)
     nets = load_networks(wanted, opts, inputs)
+    inputs.unrunnable.update(inputs.missing)
     size = common_size(inputs)
     refuse_streams([METRICS[m] for m in wanted if m not in inputs.skipped], opts, size, inputs.skipped)
-    refuse_if_nothing_runs(wanted, inputs.skipped, opts)
+    refuse_if_nothing_runs(wanted, inputs, opts)
+    announce(wanted, inputs, opts)
+    count = apply_sample_count(inputs, nets, opts, size, [m for m in wanted if m not in inputs.skipped])
     runnable = [METRICS[m] for m in wanted if m not in inputs.skipped]
     collapse = opts.collapse and inputs.real_images
     p = one_pass(runnable, nets, inputs, opts, size, collapse)
     results = compute_metrics(runnable, p, nets, inputs, opts)
     save_fake_stats(opts.save_stats, p.fake.side.pool, inputs.notes)
-    out = _result(inputs, opts, nets, results, p, t_start)
+    out = _result(inputs, opts, nets, results, p, t_start, count)
     if not out["metrics"]:
         raise UserError("no metric could be computed: " + "; ".join(f"{k}: {v}" for k, v in out["skipped"].items()))
-    report = _add_collapse(out, fake, real, p, inputs, opts, strict_collapse) if collapse else None
+    report = _collapse_step(out, fake, real, p, inputs, opts, strict_collapse) if collapse else None
     out["timings"]["total_s"] = round(time.perf_counter() - t_start, 3)
     return Evaluation(out, report)
+
+
+def _collapse_step(out: dict, fake, real, p: Pass, inputs: Inputs, opts: EvalOptions,
+                   strict: bool) -> ReportContent | None:
+    """The verdict and memorisation check, with a progress line (a few seconds on a CPU)."""
+    bar = Bar("collapse check", 1, unit="check") if opts.progress else None
+    try:
+        return _add_collapse(out, fake, real, p, inputs, opts, strict)
+    finally:
+        finish(bar, 1, "verdict and memorisation")
 
 
 def _check_outputs(json_path, report_path, force: bool, opts: EvalOptions, real) -> None:
@@ -421,7 +598,9 @@ def evaluate(fake, real=None, *, json_path=None, report_path=None, force: bool =
     if report_path is not None:
         from ganplug.eval.report import write_report
 
+        bar = Bar("report", 1, unit="page") if opts.progress else None
         write_report(Path(report_path), ev.report, force=True)
+        finish(bar, 1, str(report_path))
     if json_path is not None:
         write_json(Path(json_path), ev.result)
     return ev.result

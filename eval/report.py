@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,21 @@ class ReportContent:
     metrics: dict = field(default_factory=dict)  # the JSON's "metrics"
     losses: list[dict] | None = None  # from the run's metrics.jsonl (None: FAKE is not a run folder)
     checkpoints: list[dict] = field(default_factory=list)  # --all-checkpoints rows
+    training: dict | None = None  # verdict.training_context: images seen, and whether that is early
+    skipped: dict[str, str] = field(default_factory=dict)  # the JSON's "skipped": metric -> reason
+    warnings: list[str] = field(default_factory=list)  # the JSON's "warnings" (stand-in/unverified files)
+    sample_count: dict | None = None  # the JSON's "sample_count": n, whether auto chose it, the estimate
+    weights: dict[str, dict] = field(default_factory=dict)  # the JSON's "weights": file, path, status
+
+
+def grid_columns(count: int, widest: int = 12) -> int:
+    """Columns for a grid as square as `count` allows with no ragged last row (48, 64 -> 8; 36 -> 6),
+    else the nearest-to-square width (a prime count leaves one short row)."""
+    if count <= 1:
+        return max(count, 1)
+    low = math.ceil(math.sqrt(count))
+    exact = [c for c in range(low, min(widest, count) + 1) if count % c == 0]
+    return exact[0] if exact else min(low, widest)
 
 
 def metric_help() -> dict[str, str]:
@@ -148,13 +164,20 @@ def assets(c: ReportContent) -> dict:
     return out
 
 
+def _training_note(c: ReportContent) -> str:
+    t = c.training
+    if not t or not t.get("early"):
+        return ""
+    return f"<p class='early'><b>Early in training.</b> {_e(t['text'].removeprefix('Early in training: '))}</p>"
+
+
 def _verdict_section(c: ReportContent) -> str:
     v, m = c.collapse, c.memorisation
     colour = COLOURS[v["verdict"]]
     return (f"<section class='verdict' style='border-color:{colour}'>"
             f"<h2 style='color:{colour}'>{_e(v['verdict'].capitalize())} "
             f"<span class='sev'>severity {v['severity']:.2f} / 1</span></h2>"
-            f"<p>{_e(VERDICT_TEXT[v['verdict']])}</p><ul>"
+            f"<p>{_e(VERDICT_TEXT[v['verdict']])}</p>{_training_note(c)}<ul>"
             + "".join(f"<li>{_e(r)}</li>" for r in v["reasons"]) + "</ul>"
             f"<p><b>Copies of training images:</b> {100 * m['rate']:.1f}% of {m['samples']} samples "
             f"({m['flagged']}) are closer to one training image than training images are to each other "
@@ -180,17 +203,45 @@ def _stats_section(c: ReportContent) -> str:
                       for n, d, k in rows) + "</table>")
 
 
-def _metrics_section(metrics: dict) -> str:
-    if not metrics:
+def _weights_cell(m: dict) -> str:
+    status = m.get("weights")
+    if status is None:
+        return "network-free"
+    return status if status == "verified" else f"⚠ {status}"
+
+
+def _metrics_section(c: ReportContent) -> str:
+    """Each metric with its meaning and where its network file stands, then what was skipped and why."""
+    metrics, helps = c.metrics, metric_help()
+    out = ""
+    if metrics:
+        out += ("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>network file</th><th>what it means"
+                "</th></tr>" + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_metric_value(k, v))}</td>"
+                                       f"<td>{_e(_weights_cell(v))}</td><td>{_e(helps.get(k, ''))}</td></tr>"
+                                       for k, v in metrics.items()) + "</table>")
+    if c.warnings:
+        out += ("<div class='warn'><b>Warning:</b><ul>" + "".join(f"<li>{_e(w)}</li>" for w in c.warnings)
+                + "</ul></div>")
+    if c.skipped:
+        out += ("<h2>Skipped</h2><p>Not computed, and why:</p><table><tr><th>metric</th><th>reason</th></tr>"
+                + "".join(f"<tr class='skipped'><td>{_e(k)}</td><td>{_e(r)}</td></tr>" for k, r in c.skipped.items())
+                + "</table>")
+    return out
+
+
+def _count_line(c: ReportContent) -> str:
+    sc = c.sample_count
+    if not sc:
         return ""
-    helps = metric_help()
-    return ("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>what it means</th></tr>"
-            + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_metric_value(k, v))}</td><td>{_e(helps.get(k, ''))}"
-                      "</td></tr>" for k, v in metrics.items()) + "</table>")
+    how = "chosen automatically for this machine (--n auto)" if sc.get("auto") else "as given (--n)"
+    est = f"; estimated {sc['estimate_s']:.0f} s" if sc.get("estimate_s") else ""
+    return f"<p class='src'>{sc['n']:,} samples, {_e(how)}{_e(est)}.</p>"
 
 
 def _images_section(a: dict) -> str:
-    return ("<h2>Samples</h2><div class='grid'>" + "".join(f"<img src='{u}' alt='sample'>" for u in a["grid"])
+    cols = grid_columns(len(a["grid"]))
+    return (f"<h2>Samples</h2><div class='grid' style='grid-template-columns:repeat({cols},{THUMB}px)'>"
+            + "".join(f"<img src='{u}' alt='sample'>" for u in a["grid"])
             + "</div><h2>Closest to the training images</h2><p>Each generated sample beside its nearest training "
             "image, closest first. Ratio = distance to that image / that image's distance to its own nearest "
             "neighbour; below the threshold it is marked as a copy.</p><div class='pairs'>"
@@ -222,8 +273,8 @@ def render_html(c: ReportContent) -> str:
     return "".join([
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>ganplug report</title><style>{CSS}"
         "</style></head><body>",
-        f"<h1>ganplug evaluation</h1><p class='src'>{_e(c.fake)} against {_e(c.real)}</p>",
-        _verdict_section(c), _stats_section(c), _metrics_section(c.metrics), _images_section(a),
+        f"<h1>ganplug evaluation</h1><p class='src'>{_e(c.fake)} against {_e(c.real)}</p>", _count_line(c),
+        _verdict_section(c), _stats_section(c), _metrics_section(c), _images_section(a),
         _over_time_section(c, a), "</body></html>"])
 
 
@@ -239,8 +290,10 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:24px auto;color:#222;
 padding:0 16px}h1{margin-bottom:0}.src{color:#666;margin-top:4px}.verdict{border-left:8px solid;padding:8px 20px;
 background:#fafafa;margin:16px 0}.sev{font-size:60%;color:#555;font-weight:normal}table{border-collapse:collapse;
-margin:8px 0}td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}.grid img{width:96px;height:96px;
-margin:2px;image-rendering:auto}.pairs{display:flex;flex-wrap:wrap;gap:12px}.pairs figure{margin:0;padding:4px;
+margin:8px 0}td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}.grid{display:grid;gap:4px}
+.grid img{width:96px;height:96px;image-rendering:auto}.warn{border-left:6px solid #b9770e;background:#fdf6e3;
+padding:4px 16px;margin:8px 0}.early{background:#eef4fb;padding:6px 10px}tr.skipped td{color:#8a4b08}
+.pairs{display:flex;flex-wrap:wrap;gap:12px}.pairs figure{margin:0;padding:4px;
 border:2px solid #ddd}.pairs figure.copy{border-color:#c0392b}figcaption{font-size:80%;text-align:center}
 .plot{max-width:100%}tr.best{background:#eaf6ea;font-weight:bold}
 """

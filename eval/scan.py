@@ -17,6 +17,7 @@ from ganplug.eval.features import handcrafted
 from ganplug.eval.features.cache import FeatureCache, cache_key
 from ganplug.eval.registry import Accumulator, Side
 from ganplug.eval.sources import Source
+from ganplug.progress import Bar
 
 INCEPTION_NAME = "inception-2015-12-05"
 
@@ -45,11 +46,44 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray | None:
     return np.concatenate(parts) if parts else None
 
 
-def scan(source: Source, plan: Plan, batch_size: int) -> Scanned:
-    """Read `source` once, feeding every consumer in `plan` from the same batches."""
+def _bar(label: str | None, source: Source) -> Bar | None:
+    return Bar(label, source.count, unit="img") if label else None
+
+
+def _speed(bar: Bar) -> str:
+    """Images/s for the live bar (its columns have none; a pipe's lines already carry the rate)."""
+    rate = bar.rate() if bar.live else None
+    return f"{rate:,.1f} img/s" if rate else ""
+
+
+def finish(bar: Bar | None, done: int, text: str = "") -> None:
+    """Close `bar` at `done`: in a pipe the closing line is the final one, so the last update is not printed
+    twice (once by `update`, once by `close`); on a terminal the live bar is moved there first."""
+    if bar is None:
+        return
+    if bar.live:
+        bar.update(done, text)
+    else:
+        bar.done, bar.text = done, text
+    bar.close()
+
+
+def scan(source: Source, plan: Plan, batch_size: int, label: str | None = None) -> Scanned:
+    """Read `source` once, feeding every consumer in `plan` from the same batches; with `label`, progress
+    (images/s, ETA) on stderr: a generator is sampled inside this loop, so the bar covers sampling too."""
     out = Scanned(Side(count=source.count, streams=plan.streams))
     if not plan.reads_images():
         return out
+    bar = _bar(label, source)
+    try:
+        _scan_batches(source, plan, batch_size, out, bar)
+    finally:
+        if bar is not None:
+            finish(bar, bar.done, _speed(bar))
+    return out
+
+
+def _scan_batches(source: Source, plan: Plan, batch_size: int, out: Scanned, bar: Bar | None) -> None:
     pool, logits, hand, kept = [], [], [], []
     row, t0 = 0, time.perf_counter()
     for batch in source.batches(batch_size):
@@ -68,10 +102,13 @@ def scan(source: Source, plan: Plan, batch_size: int) -> Scanned:
             if hi > lo:
                 kept.append(x[torch.as_tensor(plan.keep[lo:hi] - row)])
         row += n
+        if bar is not None and row < source.count:
+            bar.update(row, _speed(bar))
+        elif bar is not None:
+            bar.done = row  # the closing line shows it
     out.side.pool, out.side.logits, out.side.hand = _concat(pool), _concat(logits), _concat(hand)
     out.kept = torch.cat(kept) if kept else None
     out.seconds = time.perf_counter() - t0
-    return out
 
 
 def _keys(source: Source, plan: Plan, cache: FeatureCache) -> dict[str, str]:
@@ -91,13 +128,14 @@ def _keys(source: Source, plan: Plan, cache: FeatureCache) -> dict[str, str]:
     return keys
 
 
-def cached_scan(source: Source, plan: Plan, cache: FeatureCache, batch_size: int) -> Scanned:
+def cached_scan(source: Source, plan: Plan, cache: FeatureCache, batch_size: int,
+                label: str | None = None) -> Scanned:
     """`scan` for the REAL set, with Inception/handcrafted features served from (and stored to) the cache."""
     keys = _keys(source, plan, cache)
     hits = {name: hit for name, key in keys.items() if (hit := cache.load(key)) is not None}
     todo = Plan(plan.size, None if "inception" in hits else plan.inception, plan.hand and "handcrafted" not in hits,
                 plan.streams, plan.keep)
-    out = scan(source, todo, batch_size)
+    out = scan(source, todo, batch_size, label)
     side = out.side
     if "inception" in hits:
         side.pool, side.logits = hits["inception"]["pool"], hits["inception"]["logits"]

@@ -73,25 +73,22 @@ def subset_rows(total: int, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.RandomState(seed).choice(total, n, replace=False))
 
 
-def _has_alpha(img: Image.Image) -> bool:
-    return img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-
-
 def _to_rgb(img: Image.Image, background: tuple[int, int, int] | None) -> np.ndarray:
-    if background is None or not _has_alpha(img):
+    """A decoded RGB/RGBA image as RGB: through the one PIL compositing training uses, or alpha dropped."""
+    if background is None:
         return np.asarray(img.convert("RGB"))
-    canvas = Image.new("RGBA", img.size, (*background, 255))
-    canvas.alpha_composite(img.convert("RGBA"))
-    return np.asarray(canvas.convert("RGB"))
+    from ganplug.data.decode import apply_background
+
+    return np.asarray(apply_background(img, background, False))
 
 
 def composite(rgba: np.ndarray, background: tuple[int, int, int] | None) -> np.ndarray:
-    """uint8 [..., 4] -> [..., 3]: alpha-composited onto `background`, or alpha dropped when None."""
+    """uint8 [..., 4] -> [..., 3]: `ganplug.ops.composite` onto `background`, or alpha dropped when None."""
     if background is None:
         return np.ascontiguousarray(rgba[..., :3])
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    out = rgba[..., :3].astype(np.float32) * a + np.asarray(background, np.float32) * (1.0 - a)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    from ganplug.ops import composite as ops_composite
+
+    return ops_composite(rgba, background)
 
 
 def _alpha_note(count: int, what: str, background: tuple[int, int, int] | None) -> str:
@@ -231,6 +228,12 @@ class CheckpointSource(Source):
         if loaded.spec.channels == 4:
             src.notes.append(_alpha_note(n, "RGBA samples", src.background))
         return src
+
+    def limit(self, n: int) -> None:
+        """Draw only seeds `seed .. seed+n-1` (what `open(n=n)` gives), for a count chosen after opening."""
+        self.seeds, self.count = self.seeds[:n], min(n, len(self.seeds))
+        if self.spec.channels == 4:
+            self.notes = [_alpha_note(self.count, "RGBA samples", self.background)]
 
     def trained_background(self) -> tuple[int, int, int] | None:
         """The colour the training images' transparency was composited onto (None for RGBA models)."""

@@ -109,3 +109,32 @@ def read_losses(path: Path) -> list[dict]:
         if "loss/G" in r or "loss/D" in r:
             rows.append({k: r[k] for k in ("step", "loss/G", "loss/D") if k in r})
     return rows
+
+
+# Images seen below which a family's samples are rarely more than blobs or noise, which the battery reads as
+# collapse. DCGAN: ~100k (about 1,500 steps at batch 64); style-based models need longer to leave noise.
+EARLY_NIMG = {"dcgan": 100_000, "stylegan": 500_000}
+DEFAULT_EARLY_NIMG = 100_000
+
+
+def training_context(src: Source, fake) -> dict | None:
+    """How far the judged generator is into training (from its checkpoint's "nimg"/"step"), and what a
+    verdict means that early, so an undertrained model is not read as a problem with the art."""
+    if not isinstance(src, CheckpointSource):
+        return None
+    meta, arch = src.loaded.meta, src.spec.arch
+    nimg, step = meta.get("nimg"), meta.get("step")
+    if not isinstance(nimg, int | float):
+        return {"step": step, "nimg": None, "early": None, "text": None}
+    limit = EARLY_NIMG.get(arch, DEFAULT_EARLY_NIMG)
+    early = nimg < limit
+    text = None
+    if early:
+        run = run_folder(fake) or Path(src.path).parent.parent
+        batch = max(1, round(nimg / step)) if isinstance(step, int) and step > 0 else 64
+        target = -(-limit // batch // 1000) * 1000  # steps to reach `limit` images, rounded up to a thousand
+        text = (f"Early in training: this generator has seen {int(nimg):,} images ({step} steps). A {arch} rarely "
+                f"gets past blobs before about {limit:,} images, and blobs read as collapse here, so this verdict "
+                f"says little about your art yet. Train longer (`ganplug train --resume {run} --steps {target}`) "
+                "and evaluate again.")
+    return {"step": step, "nimg": int(nimg), "early": early, "early_below_nimg": limit, "text": text}

@@ -8,11 +8,21 @@ KID, IS or PPL values, only to other numbers computed with the same stand-in fil
 from __future__ import annotations
 
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
 
 from ganplug.eval.features.inception_arch import InceptionFID, init_seeded_
+from ganplug.eval.features.weights import STANDIN_MARKER as MARKER  # `weights.is_standin` looks for it
+
+
+def _mark(path: Path, seed: int) -> None:
+    """Label the file as a stand-in inside its own zip archive, so results computed with it say so even when
+    it is found later under the real file's name (torch ignores records it does not know)."""
+    with zipfile.ZipFile(path, "a") as z:
+        top = z.namelist()[0].split("/")[0]
+        z.writestr(f"{top}/extra/{MARKER}", f"seeded random stand-in (seed {seed}); not the published weights")
 
 
 def save_standin_inception(path: str | Path, seed: int = 0) -> Path:
@@ -24,6 +34,7 @@ def save_standin_inception(path: str | Path, seed: int = 0) -> Path:
         warnings.simplefilter("ignore")  # torch.jit.script is deprecated in new torch; the real file is TorchScript
         scripted = torch.jit.script(model)
     torch.jit.save(scripted, str(path))
+    _mark(path, seed)
     return path
 
 
@@ -48,4 +59,5 @@ def save_standin_vgg16(path: str | Path, seed: int = 0) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(standin_vgg16_features_state_dict(seed), str(path))
+    _mark(path, seed)
     return path

@@ -24,6 +24,7 @@ import os
 import stat
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +84,34 @@ class FoundWeights:
     path: Path
     sha256: str
     verified: bool  # True: matches the published hash; False: allowed though unverified or unpinned
+    hash_ok: bool | None = None  # check_hash: True/False, None when ganplug knows no hash for the file
+    standin: bool = False  # a seeded stand-in written by ganplug.eval.features.standin
+
+    @property
+    def status(self) -> str:
+        """Where numbers made with this file stand: verified | stand-in | hash differs | hash not pinned."""
+        if self.standin:
+            return "stand-in"
+        if self.verified:
+            return "verified"
+        return "hash differs" if self.hash_ok is False else "hash not pinned"
 
     def as_json(self) -> dict:
         return {"file": self.spec.filename, "path": str(self.path), "sha256": self.sha256,
-                "verified": self.verified}
+                "verified": self.verified, "status": self.status}
+
+
+STANDIN_MARKER = "ganplug-standin"  # the record ganplug.eval.features.standin adds to the files it writes
+
+
+def is_standin(path: Path) -> bool:
+    """True for a file written by ganplug.eval.features.standin: its zip archive carries the marker record.
+    Read with zipfile only (nothing is unpickled or run)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith(f"/extra/{STANDIN_MARKER}") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def ganplug_cache_dir() -> Path:
@@ -267,7 +292,8 @@ def locate(key: str, weights_dir=None, allow_unverified: bool = False) -> FoundW
                 f"{path} is not the published {spec.filename}: expected {expected_hash_text(spec)}, found "
                 f"sha256 {digest}. Delete it and download it again from {spec.url} (or pass "
                 f"--allow-unverified-weights to use it anyway; results are then marked unverified).")
-        return FoundWeights(spec=spec, path=path, sha256=digest, verified=bool(ok))
+        return FoundWeights(spec=spec, path=path, sha256=digest, verified=bool(ok), hash_ok=ok,
+                            standin=is_standin(path))
     return None
 
 
@@ -338,6 +364,8 @@ def survey(weights_dir=None) -> list[dict]:
         if found is not None:
             ok = check_hash(spec, found.sha256)
             row.update(found=str(found.path), sha256=found.sha256,
-                       status={True: "ok", False: "WRONG HASH", None: "found (hash not pinned)"}[ok])
+                       status={True: "ok", False: "WRONG HASH", None: "found (hash not pinned)"}[ok]
+                       + (" (a ganplug stand-in: numbers made with it are not comparable to published ones)"
+                          if found.standin else ""))
         rows.append(row)
     return rows

@@ -31,12 +31,12 @@ def test_network_free_metrics_run_and_inception_ones_are_skipped_without_weights
     monkeypatch.setattr(weights, "search_dirs", lambda spec, wd=None: [tmp_path / "nowhere"])
     fake, real = _folder(tmp_path, "f", 12, seed=1), _folder(tmp_path, "r", 12, seed=2, mode="L")
     out_json = tmp_path / "out.json"
-    rc = main(["eval", str(fake), "--real", str(real), "--metrics", "fid,swd,pr,msssim", "--json", str(out_json)])
+    rc = main(["eval", str(fake), "--real", str(real), "--json", str(out_json)])  # the default metrics
     assert rc == 0
     data = json.loads(out_json.read_text())
     assert data["schema"] == "ganplug-eval/1"
     assert "inception-2015-12-05.pt not found" in data["skipped"]["fid"]
-    assert set(data["metrics"]) == {"swd", "pr", "msssim"}
+    assert set(data["metrics"]) == {"swd", "pr", "dc", "msssim"}
     assert data["metrics"]["pr"]["feature_space"] == "handcrafted-v1"
     assert any("mode L converted to RGB" in n for n in data["real"]["notes"])
     assert "at least 20 real images" in data["skipped"]["collapse"]  # too few for the verdict: skipped, not fatal

@@ -1,0 +1,247 @@
+"""FastGAN: shapes at every size, skip-layer excitation, the self-supervised decoders, the shared seams
+(truncation, interpolation, rank, projection, tileable output) and the options the family refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganplug import ops
+from ganplug.checkpoint import LoadedModel
+from ganplug.cli.app import main
+from ganplug.device import make_runtime
+from ganplug.models import FAMILIES, build_models, config_from_dict
+from ganplug.models import fastgan as fg
+from ganplug.tiling import tileable
+
+RT = make_runtime("cpu", "fp32", channels_last=False)
+TINY = {"capacity": 0.05, "z_dim": 16}
+
+
+def _build(size: int = 32, **kw):
+    torch.manual_seed(0)
+    cfg = config_from_dict("fastgan", {"size": size, **TINY, **kw})
+    G, D, spec = build_models("fastgan", cfg)
+    return cfg, G, D, spec
+
+
+@pytest.mark.parametrize("size", fg.SIZES)
+def test_shapes_at_every_size(size, one_thread):
+    """Real tensors at 32 and 64 px, shapes only (the meta device) above, at the paper's widths there."""
+    meta = size > 64
+    cfg = config_from_dict("fastgan", {"size": size} if meta else {"size": size, **TINY})
+    with torch.device("meta") if meta else torch.device("cpu"):
+        G, D, spec = build_models("fastgan", cfg)
+        z = torch.randn(2, cfg.z_dim)
+        img = G(z)
+        logits, whole, part, q = D(img, reconstruct=True)
+    assert img.shape == (2, 3, size, size) and logits.shape == (2,) and q.shape == (2,)
+    rec = min(128, size // 2)
+    assert whole.shape == part.shape == (2, 3, rec, rec)
+    assert len(D.blocks) == int(torch.log2(torch.tensor(min(size, 256) / 8))) + 1 + (size == 1024)
+    if not meta:
+        assert img.min() >= -1 and img.max() <= 1
+    assert spec.latent == "z" and set(spec.supports) == {"truncation", "projection"}
+
+
+def test_rgba_output_and_input():
+    cfg, G, D, spec = _build(32, channels=4)
+    img = G(torch.randn(2, 16))
+    assert img.shape == (2, 4, 32, 32) and spec.out_channels == 4
+    _, whole, part, _ = D(img, reconstruct=True)
+    assert whole.shape[1] == part.shape[1] == 4
+
+
+@pytest.mark.parametrize("size,g_pairs,d_pairs", [
+    (32, ((4, 32),), ()), (64, ((4, 64),), ((64, 8),)), (256, ((4, 64), (8, 128), (16, 256)),
+                                                           ((256, 32), (128, 16), (64, 8))),
+    (1024, ((4, 64), (8, 128), (16, 256), (32, 512)), ((256, 32), (128, 16), (64, 8))),
+])
+def test_sle_pairs_follow_the_paper_scaled_down(size, g_pairs, d_pairs):
+    cfg = fg.FastGANConfig(size=size)
+    assert cfg.g_sle == g_pairs and cfg.d_sle == d_pairs
+
+
+def test_paper_widths_at_capacity_one():
+    cfg = fg.FastGANConfig(size=1024)
+    assert [cfg.g_width(r) for r in (4, 8, 16, 32, 64, 128, 256, 512, 1024)] == [1024, 512, 256, 128, 128, 64, 32,
+                                                                                 16, 8]
+    assert [cfg.d_width(r) for r in (8, 16, 32, 64, 128, 256, 512)] == [512, 256, 128, 64, 32, 16, 8]
+    assert fg.FastGANConfig(size=64, capacity=0.5).g_width(4) == 512
+
+
+def test_sle_gates_are_in_unit_interval_and_change_the_output(one_thread):
+    _, G, _, _ = _build(64)
+    G.eval()
+    gates = []
+    handle = G.sle["sle4_64"].gate.register_forward_hook(lambda _m, _i, out: gates.append(out.detach()))
+    z = torch.randn(3, 16)
+    with torch.no_grad():
+        plain = G(z)
+    handle.remove()
+    (g,) = gates
+    assert g.shape == (3, G.sle["sle4_64"].gate[1].out_channels, 1, 1)
+    assert g.min() >= 0 and g.max() <= 1 and g.std() > 0
+    handle = G.sle["sle4_64"].gate.register_forward_hook(lambda _m, _i, out: 1 - out)  # perturb the gates
+    with torch.no_grad():
+        perturbed = G(z)
+    handle.remove()
+    assert not torch.allclose(plain, perturbed)
+
+
+def test_decoders_reconstruction_loss_falls_on_a_fixed_batch(one_thread):
+    """30 D-only updates on a fixed batch: the decoders learn to reconstruct the real images."""
+    cfg, _, D, _ = _build(32)
+    gen = torch.Generator().manual_seed(0)
+    real = torch.rand(4, 3, 32, 32, generator=gen) * 2 - 1
+    real = torch.nn.functional.avg_pool2d(real, 5, 1, 2)  # some structure for SSIM to see
+    opt = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    losses = []
+    torch.manual_seed(1)
+    for _ in range(30):
+        _, whole, part, q = D(real, reconstruct=True)
+        loss = fg.reconstruction_loss(fg.pixel_ssim_distance, real, whole, part, q)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
+
+
+def test_quadrant_picks_each_corner():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(4, 1, 1, 1)
+    got = fg.quadrant(x, torch.tensor([0, 1, 2, 3]))
+    assert got[0].flatten().tolist() == [0, 1, 4, 5] and got[1].flatten().tolist() == [2, 3, 6, 7]
+    assert got[2].flatten().tolist() == [8, 9, 12, 13] and got[3].flatten().tolist() == [10, 11, 14, 15]
+
+
+def test_ms_ssim_is_one_for_equal_images_and_has_finite_gradients():
+    a = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(fg.ms_ssim(a, a), torch.ones(2))
+    b = (-a + 1).requires_grad_(True)  # anti-correlated: cs < 0 at the fine scale
+    fg.pixel_ssim_distance(b * 2 - 1, a * 2 - 1).backward()
+    assert torch.isfinite(b.grad).all()
+
+
+def test_recon_distance_is_pixel_ssim_without_vgg_weights(monkeypatch):
+    import ganplug.eval.features.weights as weights
+
+    monkeypatch.setattr(weights, "locate", lambda key, *a, **k: None)
+    name, fn = fg.recon_distance(torch.device("cpu"))
+    assert name == "pixel+ssim" and fn is fg.pixel_ssim_distance
+
+
+def test_truncation_shrinks_z_and_noise_is_const_at_inference():
+    _, G, _, _ = _build(32)
+    for m in G.modules():
+        if isinstance(m, fg.NoiseInjection):
+            torch.nn.init.constant_(m.strength, 0.5)
+    G.eval()
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        assert torch.equal(G(z, truncation=0.5), G(z * 0.5))
+        assert torch.equal(G(z), G(z))  # a function of z alone
+        assert not torch.equal(G(z, noise_mode="random"), G(z))
+
+
+def _loaded(G, spec) -> LoadedModel:
+    return LoadedModel(G=G.eval().requires_grad_(False), spec=spec, meta={}, path=Path("fastgan.safetensors"))
+
+
+def test_interpolation_rank_and_projection_through_the_shared_ops(one_thread):
+    from ganplug.sampling import interpolation_latents, to_uint8
+
+    _, G, D, spec = _build(32)
+    model = _loaded(G, spec)
+    got = ops.interpolate(model, RT, [1, 2], 3).images
+    with torch.no_grad():
+        assert torch.equal(got, to_uint8(G(interpolation_latents([1, 2], 3, 16))))
+    images, scores = ops.rank(model, D.eval(), RT, [1, 2, 3])
+    assert scores.shape == (3,) and len(images.images) == 3
+    tiled = ops.generate(model, RT, [5], tileable=True).images
+    assert tiled.shape == (1, 3, 32, 32) and torch.equal(tiled, ops.generate(model, RT, [5], tileable=True).images)
+    target = ops.generate(model, RT, [5]).images[0]
+    proj = ops.project(model, RT, target, steps=3, loss="pixel")
+    assert proj.space == "z" and proj.latent.shape == (16,)
+
+
+def test_tileable_output_is_a_function_on_the_torus():
+    """Under tileable(), with SLE's per-channel gates held fixed, rolling the 4x4 map by one pixel rolls the
+    image by size/4 exactly: every conv and upsampling treats its input as periodic, and a gate only scales
+    whole channels, so the image has no seam."""
+    _, G, _, _ = _build(32)
+    G = G.double().eval()
+    z = torch.randn(2, 16, dtype=torch.float64)
+    captured = []
+    gate = G.sle["sle4_32"].gate
+    with torch.no_grad(), tileable():
+        h = G.init(z.reshape(2, 16, 1, 1))
+        handle = gate.register_forward_hook(lambda _m, _i, out: captured.append(out))
+
+        def rest(x):
+            feats = {4: x}
+            for name, block in G.blocks.items():
+                x = block(x, "none")
+                if name == "b32":
+                    x = G.sle["sle4_32"](feats[4], x)
+            return torch.tanh(G.to_rgb(x))
+
+        out = rest(h)
+        handle.remove()
+        handle = gate.register_forward_hook(lambda _m, _i, _out: captured[0])  # the same gates
+        rolled = rest(torch.roll(h, shifts=(1, 2), dims=(2, 3)))
+        handle.remove()
+    torch.testing.assert_close(rolled, torch.roll(out, shifts=(8, 16), dims=(2, 3)))
+
+
+def test_family_registration():
+    fam = FAMILIES["fastgan"]
+    assert (fam.optimiser.lr_g, fam.optimiser.lr_d, fam.optimiser.beta1, fam.optimiser.beta2) == (2e-4, 2e-4, 0.5,
+                                                                                                  0.999)
+    assert fam.step is fg.train_step and "freeze_d" in fam.train_options and "aug" in fam.train_options
+    assert "loss" not in fam.train_options  # hinge only: --loss is refused, never ignored
+
+
+# ------------------------------------------------------------------------------------------ the CLI
+
+
+@pytest.fixture(scope="module")
+def imgs(tmp_path_factory):
+    from tests.conftest import write_shapes
+
+    return write_shapes(tmp_path_factory.mktemp("fastgan") / "imgs", 8, size=32)
+
+
+def _dry(capsys, imgs, tmp_path, *args) -> tuple[int, str]:
+    code = main(["train", str(imgs), "--out", str(tmp_path / "r"), "--arch", "fastgan", "--size", "32",
+                 *map(str, args), "--dry-run"])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--loss", "hinge"], "--loss"), (["--label-smoothing", "0.1"], "--label-smoothing"),
+    (["--pl-weight", "2"], "--pl-weight"), (["--l1-weight", "10"], "--l1-weight"),
+    (["--base-channels", "8"], "--base-channels"), (["--mapping-layers", "2"], "--mapping-layers"),
+    (["--aug-p", "0.4"], "--aug-p"),  # the family's default augmentation has its own p: say --aug diffaug
+])
+def test_options_fastgan_does_not_use_are_refused(args, named, capsys, imgs, tmp_path):
+    code, out = _dry(capsys, imgs, tmp_path, *args)
+    assert code == 2 and named in out and "--arch fastgan" in out and "Traceback" not in out, out
+
+
+def test_dry_run_says_hinge_diffaug_and_the_recon_loss(capsys, imgs, tmp_path):
+    code, out = _dry(capsys, imgs, tmp_path, "--capacity", "0.05")
+    assert code == 0, out
+    resolved = json.loads(out[out.index("{"):])["resolved"]
+    assert resolved["model"]["capacity"] == 0.05
+    assert (resolved["loss"], resolved["aug"], resolved["aug_ops"], resolved["aug_p"]) == ("hinge", "diffaug",
+                                                                                          "diffaug", fg.FAMILY_AUG_P)
+    assert resolved["aug_from"].startswith("fastgan default") and resolved["recon_loss"] in ("lpips", "pixel+ssim")
+    code, out = _dry(capsys, imgs, tmp_path, "--aug", "ada")
+    resolved = json.loads(out[out.index("{"):])["resolved"]
+    assert code == 0 and resolved["aug"] == "ada" and resolved["aug_from"] == "--aug"
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,98 @@
+"""FastGAN through `ganplug train`: exact resume with the defaults, what the step records (augmentation in
+force, reconstruction distance), the user's --aug winning, and transfer with Freeze-D."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganplug import checkpoint as ckpt
+from ganplug.cli.app import main
+from ganplug.errors import UserError
+from ganplug.models import fastgan as fg
+from tests.conftest import write_shapes
+
+TINY = ["--arch", "fastgan", "--size", "32", "--batch", "4", "--capacity", "0.05", "--z-dim", "16", "--device",
+        "cpu", "--grid-samples", "4"]
+
+
+@pytest.fixture(scope="module")
+def imgs(tmp_path_factory) -> Path:
+    return write_shapes(tmp_path_factory.mktemp("fastgan-train") / "imgs", 24, size=32)
+
+
+def _train(*argv) -> None:
+    assert main(["train", *map(str, argv)]) == 0
+
+
+def _losses(run: Path) -> list[dict[str, float]]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k.startswith(("loss/", "scores/", "aug/"))} for r in rows if "loss/G" in r]
+
+
+def _state(run: Path) -> dict:
+    return ckpt.read_meta(ckpt.resolve_checkpoint(run))["step_state"]
+
+
+def test_resume_with_defaults_equals_an_uninterrupted_run(imgs, tmp_path, one_thread):
+    """Auto precision, channels_last, fused Adam, the family's default DiffAugment: bit-exact, whatever the
+    checkpoint, grid and watch cadences (as tests/train/test_resume_defaults.py for the other families)."""
+    common = [imgs, *TINY, "--seed", "3"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    _train(*common, "--out", full, "--steps", "6", "--ckpt-every", "2", "--sample-every", "4", "--watch-every", "1")
+    _train(*common, "--out", part, "--steps", "3", "--ckpt-every", "1000", "--sample-every", "1",
+           "--watch-every", "500")
+    _train("--resume", part, "--steps", "6", "--device", "cpu")
+
+    assert _losses(part) == _losses(full)
+    a = ckpt.read_tensors(ckpt.resolve_checkpoint(full))
+    b = ckpt.read_tensors(ckpt.resolve_checkpoint(part))
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, differ[:5]
+    state = _state(full)
+    assert state["loss"] == "hinge" and state["recon_loss"] in ("lpips", "pixel+ssim")
+    assert state["aug_in_force"] == {"aug": "diffaug", "ops": "brightness,saturation,contrast,translation,cutout",
+                                     "p": fg.FAMILY_AUG_P, "default": True, "from": "fastgan default (--aug none)"}
+    rows = _losses(full)
+    assert all(r["aug/p"] == fg.FAMILY_AUG_P for r in rows) and all(r["loss/recon"] > 0 for r in rows)
+
+
+def test_the_users_aug_wins(imgs, tmp_path, one_thread):
+    run = tmp_path / "ada"
+    _train(imgs, *TINY, "--out", run, "--steps", "2", "--aug", "ada", "--sample-every", "0", "--no-watch")
+    state = _state(run)
+    assert state["aug_in_force"]["aug"] == "ada" and state["aug_in_force"]["from"] == "--aug"
+    assert "ada" in state  # ADA's controller is saved as for every family
+
+
+def test_resume_refuses_another_reconstruction_distance(imgs, tmp_path, monkeypatch, one_thread):
+    """A run trained with LPIPS must not silently continue with pixel + SSIM (its weights went missing)."""
+    run = tmp_path / "r"
+    monkeypatch.setattr(fg, "recon_distance", lambda device: ("lpips", fg.pixel_ssim_distance))
+    _train(imgs, *TINY, "--out", run, "--steps", "1", "--sample-every", "0", "--no-watch")
+    assert _state(run)["recon_loss"] == "lpips"
+    monkeypatch.setattr(fg, "recon_distance", lambda device: ("pixel+ssim", fg.pixel_ssim_distance))
+    from ganplug.train.config import TrainConfig
+    from ganplug.train.loop import train
+
+    saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text())["train"])
+    with pytest.raises(UserError, match="'lpips' reconstruction loss"):
+        train(TrainConfig.from_dict({**saved.to_dict(), "steps": 2}), resume=True)
+
+
+def test_transfer_with_freeze_d_keeps_the_first_blocks(imgs, tmp_path, one_thread):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _train(imgs, *TINY, "--out", src, "--steps", "2", "--sample-every", "0", "--no-watch")
+    _train(imgs, *TINY, "--out", dst, "--steps", "2", "--sample-every", "0", "--no-watch",
+           "--init-from", src, "--freeze-d", "2")
+    a = ckpt.read_tensors(ckpt.resolve_checkpoint(src))
+    b = ckpt.read_tensors(ckpt.resolve_checkpoint(dst))
+    frozen = [k for k in a if k.startswith(("D.blocks.0.", "D.blocks.1.")) and "running" not in k
+              and "num_batches" not in k and not k.endswith(("._u", "._v"))]
+    assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)
+    trained = [k for k in a if k.startswith("D.head.") and k.endswith("original")]
+    assert trained and not all(torch.equal(a[k], b[k]) for k in trained)

@@ -29,7 +29,8 @@ class RichReporter:
 
     def start(self, total: int, first: int, info: dict[str, Any]) -> None:
         budget = float(info.get("max_seconds") or 0.0)
-        limit = f", for at most {budget / 60:g} minutes" if budget else ""
+        minutes = budget / 60
+        limit = f", for at most {minutes:g} minute{'' if minutes == 1 else 's'}" if budget else ""
         self.console.print(f"training on [bold]{info['device']}[/] ({info['precision']}), {info['images']} images "
                            f"-> {info['run']}{limit}", highlight=False)
         self.bar = Bar("step", total, unit="img", console=self.console, budget_s=budget, first=first,

@@ -346,7 +346,9 @@ class _Budget:
 
     def on_step(self, trainer: Trainer, step: int, stats: dict[str, float]) -> Decision | None:
         if self.max_seconds > 0 and time.perf_counter() - self.t_start >= self.max_seconds:
-            return Decision("stop", reason=f"the time limit ({self.max_seconds / 60:g} minutes) was reached")
+            minutes = self.max_seconds / 60
+            return Decision("stop", reason=f"the time limit ({minutes:g} minute{'' if minutes == 1 else 's'}) "
+                                           "was reached")
         if self.should_stop is not None and self.should_stop():
             return Decision("stop", reason="asked to stop")
         return None

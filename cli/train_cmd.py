@@ -16,7 +16,8 @@ from ganplug.train.config import AUGS, LOSSES, TrainConfig, field_defaults, flag
 # Options whose default depends on the family (optimiser, model widths) default to None: the family decides.
 D = field_defaults()
 # CLI options that set a field of the family's model config; refused for a family whose config lacks it.
-MODEL_FLAGS = ("z_dim", "base_channels", "kernel", "init", "d_dropout", "mapping_layers", "capacity")
+MODEL_FLAGS = ("z_dim", "base_channels", "kernel", "init", "d_dropout", "mapping_layers", "capacity",
+               "dense_bottleneck")
 # What --resume may change; the run's other settings are its own (config.json).
 RESUME_FLAGS = {"resume", "steps", "minutes", "device", "precision", "watch", "watch_every", "on_collapse", "force",
                 "dry_run"}
@@ -53,8 +54,9 @@ def train(
     data: Path = typer.Argument(None, help="Image folder or prepared dataset (`ganplug prep`)."),
     out: Path = typer.Option(None, "--out", "-o", callback=v.output_dir,
                              help="Run folder for checkpoints, samples and logs."),
-    arch: str = typer.Option(D["arch"], help="Model family: dcgan, stylegan, or pix2pix (image to image, trained "
-                             "on pairs from `ganplug prep --pairs`)."),
+    arch: str = typer.Option(D["arch"], help="Model family: dcgan, stylegan, fastgan (small data: skip-layer "
+                             "excitation, self-supervised D, hinge, DiffAugment; try --batch 8), or pix2pix (image to "
+                             "image, trained on pairs from `ganplug prep --pairs`)."),
     size: int = typer.Option(None, min=1, help=f"Image size in pixels, a power of two (default: a prepared "
                              f"dataset's size, else {D['size']})."),
     steps: int = typer.Option(D["steps"], min=1, help="Generator updates."),
@@ -127,6 +129,12 @@ def train(
                                        help="StyleGAN style-mixing probability."),
     l1_weight: float = typer.Option(D["l1_weight"], callback=v.non_negative,
                                     help="pix2pix: weight of the L1 distance to the target image."),
+    jitter: bool = typer.Option(D["jitter"], "--jitter/--no-jitter",
+                                help="pix2pix: the paper's random jitter (resize by 286/256, random crop back; "
+                                "the same crop for both images of a pair)."),
+    dense_bottleneck: int = typer.Option(None, min=0, help="pix2pix: N fully connected layers (LeakyReLU 0.2) at "
+                                         "the 1x1 bottleneck, for translations whose parts move (pose, turn, mirror; "
+                                         "5 in the mugshots write-up; default 0)."),
     model: list[str] = typer.Option([], "--model", help="Other model options as KEY=VALUE (repeatable)."),
     device: str = typer.Option(D["device"], help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option(D["precision"], help="auto, fp32, bf16 or fp16 (autocast)."),

@@ -31,7 +31,7 @@ AUGMENT_OPTIONS = frozenset({"aug", "aug_p", "aug_ops", "ada_target", "ada_kimg"
 CLASSIC_OPTIONS = ADVERSARIAL_OPTIONS | AUGMENT_OPTIONS  # what ganplug.train.steps.ClassicStep uses
 FREEZE_OPTIONS = frozenset({"freeze_d"})  # needs a discriminator with `blocks` indexed from the input
 STYLEGAN_OPTIONS = frozenset({"r1_gamma", "r1_interval", "pl_weight", "style_mixing"})  # train/stylegan_loss.py
-PIX2PIX_OPTIONS = frozenset({"l1_weight"})  # train/pix2pix_step.py
+PIX2PIX_OPTIONS = frozenset({"l1_weight", "jitter"})  # train/pix2pix_step.py
 
 # Options that only do something together with another setting: name -> (does it apply?, with what).
 CONDITIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -66,6 +66,7 @@ class TrainConfig:
     loss: str = "nonsat"  # nonsat (BCE with logits) | hinge | wgan-gp
     gp_weight: float = 10.0  # WGAN-GP penalty weight
     l1_weight: float = 100.0  # pix2pix: weight of the L1 distance to the target image (lambda in the paper)
+    jitter: bool = True  # pix2pix: the paper's random jitter (resize 286/256 up, random crop back), per pair
     d_steps: int = 1  # D updates per G update (5 is usual for WGAN-GP)
     label_smoothing: float = 0.0  # one-sided: real targets 1 - a
     label_noise: float = 0.0  # real targets ~ U[1 - a, 1], fake targets ~ U[0, a]
@@ -177,6 +178,8 @@ class TrainConfig:
         unknown = sorted(map(str, set(values) - known))
         if unknown:
             raise UserError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+        if values.get("arch") == "pix2pix" and "jitter" not in values:
+            values = {**values, "jitter": False}  # a run saved before --jitter trained without it; resume alike
         missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
                    and f.name not in values]
         if missing:

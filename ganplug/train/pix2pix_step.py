@@ -11,7 +11,10 @@ augments D's pairs: geometric ops move A and B together, colour ops touch only B
 (ganplug.train.augment.augment_pair); ADA reads the mean sign of D's patch logits on real pairs.
 
 The loop hands the step `cat([A, B], dim=1)`: one tensor, so batches, flips and the rest of the loop
-stay as they are for every family.
+stay as they are for every family. With `jitter` (on by default, as in the paper) each pair is resized
+up by 286/256 and cropped back to its size at a random offset; the crop is taken of that one tensor, so
+A and B move together exactly as the loop's mirror flips do. The offsets are drawn from (seed, step,
+D update), never from the global RNG, so a resumed run sees the crops an uninterrupted one sees.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganplug.device import Runtime
@@ -33,6 +37,31 @@ from ganplug.train.steps import gradient_penalty
 def split_pair(x: Tensor, in_channels: int) -> tuple[Tensor, Tensor]:
     """cat([A, B], dim=1) -> (A, B)."""
     return x[:, :in_channels], x[:, in_channels:]
+
+
+JITTER_SCALE = 286 / 256  # the paper: 256 px pairs resized to 286, then a random 256 crop
+
+
+def jitter_size(size: int) -> int:
+    """The side a pair is resized to before the crop: 286 at 256 px, 36 at 32 px."""
+    return round(size * JITTER_SCALE)
+
+
+def random_jitter(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Resize [N, C, H, W] up by 286/256 (bilinear: no overshoot past [-1, 1]) and crop back to H x W at one
+    random offset per image, all C channels alike: A and B of a pair stay aligned."""
+    n, _, h, w = x.shape
+    big = F.interpolate(x, size=(jitter_size(h), jitter_size(w)), mode="bilinear", align_corners=False)
+    tops = torch.randint(0, big.shape[2] - h + 1, (n,), generator=generator).tolist()
+    lefts = torch.randint(0, big.shape[3] - w + 1, (n,), generator=generator).tolist()
+    out = torch.stack([big[i, :, t : t + h, le : le + w] for i, (t, le) in enumerate(zip(tops, lefts, strict=True))])
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out  # the layout it came in
+
+
+def jitter_generator(seed: int, step: int, update: int) -> torch.Generator:
+    """The crop offsets of D update `update` of `step`: a pure function of the run's seed, for exact resume."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 17 + update)
 
 
 class Pix2PixStep:
@@ -51,11 +80,17 @@ class Pix2PixStep:
         """Patch logits of D on an augmented pair, [N, h, w]."""
         return self.D(self.augment(pair, self.cfg))
 
+    def _real(self, x: Tensor, step: int, update: int) -> Tensor:
+        """The real pair batch, jittered when the run asks for it."""
+        if not self.cfg.jitter:
+            return x
+        return random_jitter(x, jitter_generator(self.cfg.seed, step, update))
+
     def __call__(self, next_real: Callable[[], Tensor], step: int) -> dict[str, float]:
         cfg, rt, G = self.cfg, self.rt, self.G
         stats: dict[str, float] = {}
-        for _ in range(cfg.d_steps):
-            a, b = split_pair(next_real(), self.in_channels)
+        for update in range(cfg.d_steps):
+            a, b = split_pair(self._real(next_real(), step, update), self.in_channels)
             with rt.autocast():
                 fake = G(a)
                 real_pair, fake_pair = torch.cat([a, b], dim=1), torch.cat([a, fake.detach()], dim=1)

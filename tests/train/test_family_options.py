@@ -132,23 +132,28 @@ CASES = [
     Case("ada_target", 0.4, {"aug": "ada"}, d="split", steps=4),
     Case("ada_kimg", 1.0, {"aug": "ada", "ada_target": 0.4}, d="split", steps=4),
     Case("r1_gamma", 1.0), Case("r1_interval", 2), Case("pl_weight", 2.0), Case("style_mixing", 0.0),
-    Case("l1_weight", 10.0), Case("freeze_d", 1),
+    Case("l1_weight", 10.0), Case("jitter", False), Case("freeze_d", 1),
     Case("z_dim", 8), Case("base_channels", 16), Case("kernel", 5), Case("init", "glorot"), Case("d_dropout", 0.3),
-    Case("mapping_layers", 2), Case("capacity", 0.1),
+    Case("mapping_layers", 2), Case("capacity", 0.1), Case("dense_bottleneck", 2),
 ]
 
 # What each family refuses; every other pair must change the step. Written out, so that a family that
 # starts refusing (or silently accepting) an option fails here.
 REFUSED = {
-    "dcgan": {"r1_gamma", "r1_interval", "pl_weight", "style_mixing", "l1_weight", "mapping_layers", "capacity"},
-    "stylegan": {"l1_weight", "base_channels", "kernel", "init", "d_dropout"},
+    "dcgan": {"r1_gamma", "r1_interval", "pl_weight", "style_mixing", "l1_weight", "jitter", "mapping_layers",
+              "capacity", "dense_bottleneck"},
+    "stylegan": {"l1_weight", "jitter", "base_channels", "kernel", "init", "d_dropout", "dense_bottleneck"},
     "pix2pix": {"r1_gamma", "r1_interval", "pl_weight", "style_mixing", "freeze_d", "z_dim", "kernel", "init",
                 "d_dropout", "mapping_layers", "capacity"},
 }
 
 
 def cli_args(settings: dict) -> list[str]:
-    return [a for k, v in settings.items() for a in (flag(k), str(v))]
+    """Options as `ganplug train` spells them; a switch is --name or --no-name."""
+    out: list[str] = []
+    for k, v in settings.items():
+        out += [flag(k) if v else "--no-" + flag(k)[2:]] if isinstance(v, bool) else [flag(k), str(v)]
+    return out
 
 
 def dry_run(capsys, arch: str, settings: dict, tmp_path, imgs) -> tuple[int, str]:

@@ -1,18 +1,23 @@
 """Mode-collapse detection: a battery of statistics and a verdict in words.
 
-Each statistic catches a different failure, and all work in any feature space (the network-free
-`handcrafted-v1` space by default, Inception pool features when available):
-- coverage / recall (k-NN manifolds, eval.metrics.prdc): real modes the generator never reaches;
-- NDB and JS (Richardson & Weiss 2018): k-means bins on real features, a two-proportion z-test per bin,
-  and the Jensen-Shannon divergence between the real and fake bin proportions: mass piled into few bins;
-- duplicate rate and a birthday-paradox support estimate (Arora & Zhang 2017): many near-identical samples;
-- diversity: mean pairwise feature distance and MS-SSIM of seeded random sample pairs (the same pairing as
-  the `msssim` metric, eval.metrics.msssim.PairSampler), relative to the real data.
+All statistics work in one feature space: the network-free `handcrafted-v1` space (eval.features.handcrafted)
+unless the caller passes other features; the space is named in `Verdict.stats["feature_space"]` and the JSON.
+Two questions are kept apart, because a global appearance shift (colour, brightness, crops) moves every sample
+off the real images without making the set any less varied:
+- shift: do samples look like real images at all? Precision (share of samples inside some real k-NN ball)
+  against real images' own; a clear drop is reported as a `shift` finding (a quality problem), not as collapse;
+- fit (where samples fall among the real data): coverage / recall (eval.metrics.prdc), NDB and JS on k-means
+  bins of real features (Richardson & Weiss 2018), empty bins and the real mass in them. A shift makes these
+  misleading, so their evidence is discounted by the shift score;
+- structure (the fake set on its own): the share of samples with a near-identical twin and a birthday-paradox
+  support estimate (Arora & Zhang 2017), the median sample-to-nearest-sample distance, the mean pairwise
+  distance and MS-SSIM of seeded random pairs (eval.metrics.msssim.PairSampler), each against real images.
 
-Every statistic is judged against the same statistic measured on real data at the same sample size:
-the real set is split in two, one half is the reference (bins, k-NN balls) and the other half plays a
-perfect generator. That baseline absorbs sample-size and feature-space effects; the margins on top of
-it come from calibration (scripts/calibrate_collapse.py, docs/results.md).
+Every statistic is judged against the same statistic on real images at the same sample size m: the real set
+is split in two, one half is the reference (bins, k-NN balls), seeded draws of m images from the other half
+play a perfect generator. m is the number of samples, or the size of that half when there are more samples;
+then the samples are judged in seeded chunks of m and the chunk values averaged. The margins on top of the
+baseline come from calibration (scripts/calibrate_collapse.py, docs/results.md).
 """
 
 from __future__ import annotations
@@ -133,6 +138,13 @@ def mean_pairwise_distance(features: np.ndarray) -> float:
     return float(d.sum() / (n * (n - 1)))
 
 
+def median_nn_distance(features: np.ndarray) -> float:
+    """Median distance from each sample to its nearest other sample: collapse shrinks it, a shift does not."""
+    d = prdc.pairwise_distances(features, features)
+    np.fill_diagonal(d, np.inf)
+    return float(np.median(d.min(1)))
+
+
 # ----------------------------------------------------------------------------------------- the battery
 
 
@@ -143,19 +155,26 @@ class Thresholds:
 
     coverage_drop: tuple[float, float] = (0.10, 0.70)  # relative drop of coverage vs the real baseline
     recall_drop: tuple[float, float] = (0.15, 0.80)  # relative drop of recall
-    js_excess: tuple[float, float] = (0.03, 0.40)  # JS(bits) minus baseline JS
-    ndb_excess: tuple[float, float] = (0.05, 0.60)  # NDB/K minus baseline NDB/K
+    js_excess: tuple[float, float] = (0.015, 0.25)  # JS(bits) minus baseline JS
+    ndb_excess: tuple[float, float] = (0.04, 0.50)  # NDB/K minus baseline NDB/K
     empty_bins: tuple[float, float] = (0.05, 0.50)  # share of real bins receiving no sample, minus baseline
+    missing_mass: tuple[float, float] = (0.02, 0.12)  # real share in bins no sample reaches, minus baseline
     duplicate_excess: tuple[float, float] = (0.15, 0.60)  # share of samples with a near-twin, minus baseline
     diversity_drop: tuple[float, float] = (0.25, 0.65)  # 1 - (fake mean distance / real mean distance)
+    nn_drop: tuple[float, float] = (0.25, 0.80)  # 1 - (fake median NN distance / real median NN distance)
     msssim_excess: tuple[float, float] = (0.10, 0.35)  # fake pair MS-SSIM minus real pair MS-SSIM
+    support: tuple[float, float] = (0.3, 1.0)  # -log10(birthday support estimate / samples): few distinct outputs
+    shift_drop: tuple[float, float] = (0.06, 0.12)  # relative drop of precision: samples off the real images
     duplicate_radius: float = 0.5  # "near-identical": closer than this x the real median NN distance
     partial: float = 0.15  # severity from which the verdict is "partial collapse"
     collapse: float = 0.70  # ... and "collapse"
     bins: int = 20  # k-means bins for NDB/JS; about n/10 keeps ~10 expected samples per bin at n = 200
+    baseline_draws: int = 5  # seeded draws of m real images averaged into the baseline
 
 
 DEFAULT_THRESHOLDS = Thresholds()
+FIT = ("coverage", "recall", "js", "ndb", "empty_bins", "missing_mass")  # where samples fall among real data
+STRUCTURE = ("duplicates", "nn_spread", "diversity", "msssim")  # the fake set on its own (mean)
 
 
 def _ramp(x: float, lo_hi: tuple[float, float]) -> float:
@@ -186,7 +205,8 @@ def build_reference(real_features: np.ndarray, *, bins: int | None = None, seed:
                     real_images: torch.Tensor | None = None, feature_space: str = "handcrafted-v1",
                     baseline_n: int | None = None,
                     thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RealReference:
-    """Split real features (seeded) into reference/holdout halves, fit bins, measure the real baseline."""
+    """Split real features (seeded) into reference/holdout halves, fit bins, measure the real baseline
+    (for `baseline_n` samples, see compared_size; assess() remeasures it for another size)."""
     real_features = np.asarray(real_features, dtype=np.float64)
     n = len(real_features)
     if n < 20:
@@ -205,11 +225,12 @@ def build_reference(real_features: np.ndarray, *, bins: int | None = None, seed:
                        feature_space=feature_space)
     if real_images is not None and len(real_images) >= 4:
         rr.msssim = pair_msssim(real_images, seed=seed)
-    rr.baseline = _raw_stats(rr, _resample(hold, min(baseline_n or len(hold), len(hold)), seed), thresholds)
+    rr.baseline = _baseline(rr, compared_size(baseline_n or len(hold), len(hold)), thresholds)
     return rr
 
 
 def _raw_stats(ref: RealReference, fake: np.ndarray, th: Thresholds) -> dict:
+    """Every statistic of one set of samples (the sample-size dependent ones: compare at equal sizes)."""
     k_pr = 3 if min(len(fake), len(ref.features)) > 3 else 1
     k_dc = 5 if min(len(fake), len(ref.features)) > 5 else 1
     pr = prdc.precision_recall(ref.features, fake, k_pr)
@@ -223,23 +244,76 @@ def _raw_stats(ref: RealReference, fake: np.ndarray, th: Thresholds) -> dict:
         "precision": pr["precision"], "recall": pr["recall"], "density": dc["density"], "coverage": dc["coverage"],
         "ndb": t["ndb"], "ndb_over_k": t["ndb_over_k"], "js": t["js"],
         "empty_bins": float((fake_counts == 0).mean()),
+        "missing_mass": float(ref.counts[fake_counts == 0].sum() / ref.counts.sum()),
         "bins_for_half": bins_holding(0.5, fake_counts), "real_bins_for_half": bins_holding(0.5, ref.counts),
         "top_bin_share": float(fake_counts.max() / fake_counts.sum()),
         "duplicate_pairs": pairs, "duplicate_rate": dup_share,
         "support_estimate": support, "support_is_lower_bound": lower,
         "mean_distance": mean_pairwise_distance(fake),
+        "nn_distance": median_nn_distance(fake),
         "fake_counts": fake_counts,
     }
 
 
+# Counts and support are facts about the whole set; the rest is averaged over equal-size chunks.
+WHOLE_SET = ("n", "fake_counts", "bins_for_half", "real_bins_for_half", "top_bin_share", "duplicate_pairs",
+             "support_estimate", "support_is_lower_bound")
+
+
+def _mean_stats(parts: list[dict]) -> dict:
+    """Average the scalar statistics of several equal-size sets (ints stay ints where they are counts)."""
+    out = dict(parts[0])
+    for key, value in parts[0].items():
+        if isinstance(value, bool | np.ndarray) or key in WHOLE_SET:
+            continue
+        mean = float(np.mean([p[key] for p in parts]))
+        out[key] = int(round(mean)) if isinstance(value, int) else mean
+    return out
+
+
+def compared_size(n_fake: int, n_holdout: int) -> int:
+    """The sample size m every statistic is compared at: all samples when half the holdout can supply
+    several different draws of them, else half the holdout (the samples then go in chunks of m)."""
+    return n_fake if n_fake <= max(10, n_holdout // 2) else max(10, n_holdout // 2)
+
+
+def _chunks(n: int, m: int, seed: int) -> list[np.ndarray]:
+    """Seeded chunks of m indices covering range(n) (the last one wraps round): equal-size comparisons."""
+    perm = np.random.default_rng(seed + 2).permutation(n)
+    count = math.ceil(n / m)
+    return [np.take(perm, np.arange(i * m, (i + 1) * m), mode="wrap") for i in range(count)]
+
+
+def _baseline(ref: RealReference, m: int, th: Thresholds) -> dict:
+    """Real images' own statistics at m samples: seeded draws from the holdout half, averaged."""
+    draws = 1 if m >= len(ref.holdout) else max(1, th.baseline_draws)  # (only when m is forced to the whole half)
+    rng = np.random.default_rng(ref.seed + 1)
+    parts = [_raw_stats(ref, ref.holdout[np.sort(rng.choice(len(ref.holdout), m, replace=False))], th)
+             for _ in range(draws)]
+    out = _mean_stats(parts)
+    out["draws"] = draws
+    return out
+
+
+def _fake_stats(ref: RealReference, fake: np.ndarray, m: int, th: Thresholds) -> dict:
+    """The samples' statistics at m samples (chunks averaged when there are more), whole-set counts."""
+    if len(fake) == m:
+        return _raw_stats(ref, fake, th)
+    out = _mean_stats([_raw_stats(ref, fake[idx], th) for idx in _chunks(len(fake), m, ref.seed)])
+    whole = _raw_stats(ref, fake, th)
+    out.update({k: whole[k] for k in WHOLE_SET})
+    return out
+
+
 @dataclass
 class Verdict:
-    verdict: str  # healthy | partial collapse | collapse
+    verdict: str  # healthy | partial collapse | collapse (about diversity only)
     severity: float  # 0-1
     reasons: list[str]
     stats: dict
     baseline: dict
     scores: dict  # per-signal 0-1 evidence
+    shift: dict = field(default_factory=dict)  # do samples look like the real data? (a quality finding)
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -248,24 +322,47 @@ class Verdict:
         return d
 
 
+def _check_fake(fake: np.ndarray) -> None:
+    if len(fake) < 10:
+        raise DataError(f"the collapse check needs at least 10 generated samples; got {len(fake)}.")
+    if not np.isfinite(fake).all():
+        raise DataError("generated-sample features contain NaN or inf; the generator produced invalid images.")
+
+
 def assess(ref: RealReference, fake_features: np.ndarray, fake_images: torch.Tensor | None = None, *,
            thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Verdict:
     """Run the battery on fake features (and images, for MS-SSIM) against a RealReference."""
     th = thresholds
     fake = np.asarray(fake_features, dtype=np.float64)
-    if len(fake) < 10:
-        raise DataError(f"the collapse check needs at least 10 generated samples; got {len(fake)}.")
-    if not np.isfinite(fake).all():
-        raise DataError("generated-sample features contain NaN or inf; the generator produced invalid images.")
-    s = _raw_stats(ref, fake, th)
-    base = dict(ref.baseline)
-    n_base = min(len(fake), len(ref.holdout))
-    if base.get("n") != n_base:  # the baseline must be measured at the same sample size (as far as it can)
-        base = _raw_stats(ref, _resample(ref.holdout, n_base, ref.seed), th)
-    s["diversity_ratio"] = s["mean_distance"] / ref.mean_distance
-    base["diversity_ratio"] = base["mean_distance"] / ref.mean_distance
+    _check_fake(fake)
+    m = compared_size(len(fake), len(ref.holdout))
+    s = _fake_stats(ref, fake, m, th)
+    base = dict(ref.baseline) if ref.baseline.get("n") == m else _baseline(ref, m, th)
+    for part in (s, base):
+        part["diversity_ratio"] = part["mean_distance"] / ref.mean_distance
+        part["compared_at"] = m
+    s["feature_space"] = base["feature_space"] = ref.feature_space
     if fake_images is not None and ref.msssim is not None and len(fake_images) >= 4:
         s["msssim"], base["msssim"] = pair_msssim(fake_images, seed=ref.seed), ref.msssim
+    scores = _scores(s, base, th)
+    shift = _shift(s, base, th)
+    severity, quality_only = _severity(scores, shift["score"])
+    if quality_only:  # kept apart, as before: the reasons then do not cite coverage as collapse evidence
+        scores["coverage_discounted"], scores["coverage"] = scores["coverage"], 0.0
+    verdict = "collapse" if severity >= th.collapse else "partial collapse" if severity >= th.partial else "healthy"
+    reasons = _reasons(s, base, scores, ref) if verdict != "healthy" else [_healthy_reason(s, base, ref)]
+    if quality_only and not shift["detected"]:
+        reasons.append(f"coverage is lower than for real images ({s['coverage']:.2f} against "
+                       f"{base['coverage']:.2f}) while recall and the bin proportions match the real data: "
+                       "samples sit off the real images (a quality problem), not on too few of them.")
+    if shift["detected"]:
+        reasons.append(shift["reason"])
+    return Verdict(verdict, round(severity, 4), reasons, s, base, {k: round(v, 4) for k, v in scores.items()},
+                   shift)
+
+
+def _scores(s: dict, base: dict, th: Thresholds) -> dict:
+    """Each signal's 0-1 evidence of collapse, as its excess over the real baseline."""
 
     def rel_drop(key):
         return (base[key] - s[key]) / base[key] if base[key] > 0 else 0.0
@@ -276,49 +373,58 @@ def assess(ref: RealReference, fake_features: np.ndarray, fake_images: torch.Ten
         "js": _ramp(s["js"] - base["js"], th.js_excess),
         "ndb": _ramp(s["ndb_over_k"] - base["ndb_over_k"], th.ndb_excess),
         "empty_bins": _ramp(s["empty_bins"] - base["empty_bins"], th.empty_bins),
+        "missing_mass": _ramp(s["missing_mass"] - base["missing_mass"], th.missing_mass),
         "duplicates": _ramp(s["duplicate_rate"] - base["duplicate_rate"], th.duplicate_excess),
+        "nn_spread": _ramp(rel_drop("nn_distance"), th.nn_drop),
         "diversity": _ramp(1 - s["diversity_ratio"] / max(base["diversity_ratio"], 1e-12), th.diversity_drop),
+        "support": _ramp(-math.log10(max(s["support_estimate"], 1.0) / s["n"]), th.support),
     }
     if "msssim" in s:
         scores["msssim"] = _ramp(s["msssim"] - s_base_msssim(base), th.msssim_excess)
-    quality_only = scores["coverage"] > 0 and not any(scores[k] for k in ("recall", "js", "ndb", "empty_bins"))
-    if quality_only:  # coverage also falls when samples sit off the real manifold (blur, noise): not collapse
-        scores["coverage_discounted"] = scores.pop("coverage")
-        scores["coverage"] = 0.0
-    severity = _severity(scores)
-    verdict = "collapse" if severity >= th.collapse else "partial collapse" if severity >= th.partial else "healthy"
-    reasons = _reasons(s, base, scores, ref) if verdict != "healthy" else []
-    if verdict == "healthy":
-        reasons = [f"samples spread over the real data like real images do: coverage {s['coverage']:.2f} "
-                   f"(real {base['coverage']:.2f}), {s['bins_for_half']} of {ref.bins} bins hold half the samples "
-                   f"(real {base['bins_for_half']}), {100 * s['duplicate_rate']:.0f}% near-duplicates."]
-        if quality_only:
-            reasons.append(f"coverage is lower than for real images ({s['coverage']:.2f} against "
-                           f"{base['coverage']:.2f}) while recall and the bin proportions match the real data: "
-                           "samples sit off the real images (a quality problem), not on too few of them.")
-    return Verdict(verdict, round(severity, 4), reasons, s, base, {k: round(v, 4) for k, v in scores.items()})
+    return scores
+
+
+def _shift(s: dict, base: dict, th: Thresholds) -> dict:
+    """Samples that sit off the real images as a whole (colour, brightness, crops): a quality finding."""
+    drop = (base["precision"] - s["precision"]) / base["precision"] if base["precision"] > 0 else 0.0
+    score = _ramp(drop, th.shift_drop)
+    detected = score > 0
+    reason = (f"samples look different from the real data (a quality or appearance shift, not collapse): only "
+              f"{100 * s['precision']:.0f}% of samples fall among real images (precision; real "
+              f"{100 * base['precision']:.0f}%), so where they fall among the real bins says little; diversity is "
+              f"judged by the samples among themselves.") if detected else ""
+    return {"detected": detected, "score": round(score, 4), "precision": s["precision"],
+            "real_precision": base["precision"], "reason": reason}
+
+
+def _healthy_reason(s: dict, base: dict, ref: RealReference) -> str:
+    return (f"samples spread like real images do: {s['bins_for_half']} of {ref.bins} bins hold half the samples "
+            f"(real {base['bins_for_half']}), coverage {s['coverage']:.2f} (real {base['coverage']:.2f}), "
+            f"{100 * s['duplicate_rate']:.0f}% near-duplicates (real {100 * base['duplicate_rate']:.0f}%).")
 
 
 def s_base_msssim(base: dict) -> float:
     return base.get("msssim", 0.0) or 0.0
 
 
-def _resample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed + 1)
-    return x[np.sort(rng.choice(len(x), n, replace=False))]
+def _severity(scores: dict, shift: float = 0.0) -> tuple[float, bool]:
+    """Two families of evidence: where samples fall among the real data (fit) and the fake set on its own
+    (structure); returns (severity, whether a lone coverage drop was discounted as a quality problem).
 
-
-def _severity(scores: dict) -> float:
-    """Two families of evidence: where samples go (modes) and how alike they are (duplicates).
-
-    Modes: the mean of the three strongest of five signals, so one noisy statistic alone cannot raise an
-    alarm. Sameness: the mean of its signals (duplicates, feature diversity, MS-SSIM when images are
-    given), so near-duplicates alone give a partial verdict and full collapse needs all of them.
-    Severity is the stronger family.
+    Fit: the mean of the three strongest of six signals, so one noisy statistic alone cannot raise an
+    alarm, scaled by (1 - shift): samples that all sit off the real images land in the wrong bins whatever
+    their variety. A coverage drop no other fit signal confirms is a quality note too. Structure: the mean
+    of its signals (duplicates, nearest-sample spread, feature diversity, MS-SSIM when images are given), so
+    near-duplicates alone give a partial verdict and full collapse needs all of them. Severity is the
+    stronger family.
     """
-    modes = sorted((scores[k] for k in ("coverage", "recall", "js", "ndb", "empty_bins")), reverse=True)
-    same = [scores[k] for k in ("duplicates", "diversity", "msssim") if k in scores]
-    return float(min(1.0, max(sum(modes[:3]) / 3, sum(same) / len(same))))
+    fit = dict((k, scores[k]) for k in FIT)
+    quality_only = fit["coverage"] > 0 and not any(fit[k] for k in FIT if k != "coverage")
+    if quality_only:
+        fit["coverage"] = 0.0
+    top = sorted(fit.values(), reverse=True)[:3]
+    same = [scores[k] for k in STRUCTURE if k in scores]
+    return float(min(1.0, max(sum(top) / 3 * (1 - shift), sum(same) / len(same), scores["support"]))), quality_only
 
 
 def _reasons(s: dict, base: dict, scores: dict, ref: RealReference) -> list[str]:
@@ -328,18 +434,22 @@ def _reasons(s: dict, base: dict, scores: dict, ref: RealReference) -> list[str]
         out.append(f"{share:.0f}% of samples fall in {s['bins_for_half']} of {ref.bins} real-data bins "
                    f"(real images need {base['bins_for_half']}); {s['ndb']} bins differ significantly "
                    f"(JS divergence {s['js']:.2f} bits, real {base['js']:.2f}).")
-    if scores["empty_bins"] > 0:
-        out.append(f"{100 * s['empty_bins']:.0f}% of the real-data bins receive no sample at all "
-                   f"(real images leave {100 * base['empty_bins']:.0f}% empty): modes are missing.")
+    if scores["empty_bins"] > 0 or scores["missing_mass"] > 0:
+        out.append(f"{100 * s['empty_bins']:.0f}% of the real-data bins, {100 * s['missing_mass']:.0f}% of the real "
+                   f"images, receive no sample at all (real images leave {100 * base['empty_bins']:.0f}% of bins, "
+                   f"{100 * base['missing_mass']:.0f}% of images): modes are missing.")
     if scores["coverage"] > 0 or scores["recall"] > 0:
         out.append(f"samples reach {100 * s['coverage']:.0f}% of real neighbourhoods (coverage; real "
                    f"{100 * base['coverage']:.0f}%) and recall is {s['recall']:.2f} (real {base['recall']:.2f}).")
-    if scores["duplicates"] > 0:
+    if scores["duplicates"] > 0 or scores["support"] > 0:
         sup = f"more than {s['support_estimate']:.0f}" if s["support_is_lower_bound"] else \
             f"about {s['support_estimate']:.0f}"
         out.append(f"{100 * s['duplicate_rate']:.0f}% of samples have a near-identical twin (real "
                    f"{100 * base['duplicate_rate']:.0f}%); a birthday-paradox estimate puts the number of distinct "
                    f"outputs at {sup}.")
+    if scores["nn_spread"] > 0:
+        out.append(f"each sample's nearest other sample is {100 * (1 - s['nn_distance'] / base['nn_distance']):.0f}% "
+                   "closer than among real images: samples cluster on few kinds of image.")
     if scores["diversity"] > 0:
         out.append(f"samples differ from each other {100 * (1 - s['diversity_ratio']):.0f}% less than real "
                    f"images do (mean pairwise feature distance).")

@@ -7,6 +7,8 @@ L2-normalised blocks:
 - shape: 8-bin gradient-orientation histograms, magnitude weighted, over a 4x4 grid of cells (128).
 It is cheap and deterministic. It sees colour, composition and edge structure, not semantics, so its
 precision/recall/density/coverage rank sets by those; use Inception features where available.
+Two thirds of the numbers are colour, so a global colour or brightness change moves every image: the
+collapse verdict reports that as a shift, not as collapse (eval/collapse.py, docs/collapse.md).
 """
 
 from __future__ import annotations

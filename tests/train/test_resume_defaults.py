@@ -22,6 +22,7 @@ FAMILIES = {
     "dcgan": ["--base-channels", "8"],
     "stylegan": ["--capacity", "0.05", "--mapping-layers", "1", "--aug", "ada"],
     "pix2pix": ["--base-channels", "8"],
+    "fastgan": ["--capacity", "0.05", "--z-dim", "16"],  # with its default DiffAugment
 }
 
 
@@ -31,7 +32,7 @@ def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("resume")
     imgs = write_shapes(root / "imgs", 24, size=32)
     assert main(["prep", str(imgs), str(root / "pairs"), "--size", "32", "--pairs", "edges"]) == 0
-    return {"dcgan": imgs, "stylegan": imgs, "pix2pix": root / "pairs"}
+    return {"dcgan": imgs, "stylegan": imgs, "fastgan": imgs, "pix2pix": root / "pairs"}
 
 
 def _train(*argv) -> None:

@@ -206,7 +206,9 @@ def config_from_options(params: dict, given: set[str], model_opts: dict[str, obj
                                                                            dataclasses.fields(f.config_cls)})
             raise UserError(f"{flag(name)} does nothing for --arch {arch}; it is an option of {', '.join(users)}.")
         model_opts[name] = params[name]
-    values = {k: params[k] for k in params if k not in NOT_CONFIG | {"arch"} and params[k] is not None}
+    own = fam.train_defaults or {}  # the family's defaults win over the CLI's unless the user gave the option
+    values = {k: params[k] for k in params if k not in NOT_CONFIG | {"arch"} and params[k] is not None
+              and (k in given or k not in own)}
     values.update(data=str(params["data"]) if params["data"] is not None else "", out=str(params["out"]),
                   init_from=str(params.get("init_from") or ""), max_seconds=params["minutes"] * 60)
     cfg = TrainConfig.for_family(arch, **values)

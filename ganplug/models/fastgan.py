@@ -22,13 +22,12 @@ images only: LPIPS-VGG16 as in the paper when both weight files are present loca
 
 Widths follow the official code (ngf = ndf = 64 with its per-resolution multipliers), times `capacity`;
 every conv is spectrally normalised, weights start N(0, 0.02) (BatchNorm scales N(1, 0.02)).
-Training: hinge loss, Adam lr 2e-4, betas (0.5, 0.999) (the paper's), DiffAugment (colour, translation,
-cutout) on by default; the paper trains with batch 8 (pass --batch 8: a family cannot set the batch).
+Training (the family's defaults, written to the run's config.json like any other option): hinge loss,
+Adam lr 2e-4, betas (0.5, 0.999), DiffAugment (colour, translation, cutout) and batch 8, as the paper.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -439,49 +438,31 @@ FAMILY_AUG_P = 0.5
 RECON_WEIGHT = 1.0  # the paper adds the reconstruction terms with weight 1 (it sums them over the batch)
 
 
-def family_aug(cfg: TrainConfig) -> tuple[str, str, float, str]:
-    """(aug, ops, p, where from) the step applies: DiffAugment by default, the user's --aug otherwise."""
-    if cfg.aug == "none":
-        return "diffaug", FAMILY_AUG_OPS, FAMILY_AUG_P, "fastgan default (--aug none)"
-    return cfg.aug, cfg.aug_ops, cfg.aug_p, "--aug"
-
-
 class FastGANStep:
     """`d_steps` D updates (hinge loss on D(aug(x)) and D(aug(G(z))), plus the decoders' reconstruction of
     the augmented reals), then one G update (hinge: -D(aug(G(z)))) on the last fake batch.
 
-    With the run's --aug left at none, D's inputs go through DiffAugment (colour, translation, cutout) at
-    p = FAMILY_AUG_P; `state_dict()` (saved in each checkpoint) records it and the reconstruction distance,
-    and `--dry-run` shows both under "resolved". A collapse remedy that turns --aug diffaug on (p = its
-    step) raises the family's p by that much instead of replacing it.
+    The loss and the augmentation are the run config's: the family's `train_defaults` make them hinge and
+    DiffAugment (colour, translation, cutout at p = FAMILY_AUG_P) unless the user says otherwise, so
+    config.json says what trains. `state_dict()` records the reconstruction distance, which depends on
+    whether the LPIPS weights are present.
     """
 
     def __init__(self, G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
                  cfg: TrainConfig, runtime: Runtime):
-        self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
-        self.cfg, self.rt = cfg, runtime
-        self.default_aug = cfg.aug == "none"
-        self.augment = self._make_augment()
-        self.recon_name, self.recon = recon_distance(runtime.device)
-
-    def _aug_cfg(self) -> TrainConfig:
-        cfg = self.cfg
-        if not self.default_aug or cfg.aug not in ("none", "diffaug"):
-            return cfg
-        extra = cfg.aug_p if cfg.aug == "diffaug" else 0.0  # a remedy's raise
-        return dataclasses.replace(cfg, aug="diffaug", aug_ops=FAMILY_AUG_OPS, aug_p=min(1.0, FAMILY_AUG_P + extra))
-
-    def _make_augment(self):
         from ganplug.train.augment import DiscriminatorAugment
 
-        return DiscriminatorAugment(self._aug_cfg())
+        self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
+        self.cfg, self.rt = cfg, runtime
+        self.augment = DiscriminatorAugment(cfg)
+        self.recon_name, self.recon = recon_distance(runtime.device)
 
     @property
     def ada(self):
         return self.augment.ada
 
     def _d(self, x: Tensor, **kw):
-        return self.D(self.augment(x, self._aug_cfg()), **kw)
+        return self.D(self.augment(x, self.cfg), **kw)
 
     def __call__(self, next_real: Callable[[], Tensor], step: int) -> dict[str, float]:
         from ganplug.train import losses
@@ -492,10 +473,10 @@ class FastGANStep:
             real = next_real()
             with rt.autocast():
                 fake = G(torch.randn(real.shape[0], G.z_dim, device=rt.device), noise_mode="random")
-                real_aug = self.augment(real, self._aug_cfg())
+                real_aug = self.augment(real, self.cfg)
                 real_logits, whole, part, q = self.D(real_aug, reconstruct=True)
                 fake_logits = self._d(fake.detach())
-            loss_adv = losses.d_loss("hinge", real_logits, fake_logits)
+            loss_adv = losses.d_loss(self.cfg.loss, real_logits, fake_logits)
             loss_rec = reconstruction_loss(self.recon, real_aug.detach(), whole, part, q)
             self.opt_D.zero_grad(set_to_none=True)
             (loss_adv + RECON_WEIGHT * loss_rec).backward()
@@ -504,7 +485,7 @@ class FastGANStep:
         with frozen(self.D):
             with rt.autocast():
                 gen_logits = self._d(fake)
-            loss_g = losses.g_loss("hinge", gen_logits)
+            loss_g = losses.g_loss(self.cfg.loss, gen_logits)
             self.opt_G.zero_grad(set_to_none=True)
             loss_g.backward()
         self.opt_G.step()
@@ -514,7 +495,7 @@ class FastGANStep:
             "loss/recon": loss_rec.item(),
             "scores/real": real_logits.float().mean().item(),
             "scores/fake": fake_logits.float().mean().item(),
-            "aug/p": self.augment.p(self._aug_cfg()),
+            "aug/p": self.augment.p(self.cfg),
         }
         if self.ada is not None:
             stats["ada/rt"] = self.ada.last_rt
@@ -522,15 +503,7 @@ class FastGANStep:
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON, saved in each checkpoint: what the step does beyond the run config's words."""
-        cfg = self._aug_cfg()
-        if not self.default_aug:
-            source = "--aug"
-        else:
-            source = "fastgan default (--aug none)" if self.cfg.aug == "none" else "fastgan default, raised by a remedy"
-        return {"loss": "hinge", "recon_loss": self.recon_name,
-                "aug_in_force": {"aug": cfg.aug, "ops": ",".join(self.augment.ops), "p": self.augment.p(cfg),
-                                 "default": self.default_aug, "from": source},
-                **self.augment.state_dict()}
+        return {"recon_loss": self.recon_name, **self.augment.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state.get("recon_loss")
@@ -539,10 +512,6 @@ class FastGANStep:
                             f"be {self.recon_name!r} (the VGG16/LPIPS weight files are "
                             f"{'missing' if saved == 'lpips' else 'now present'}); restore the same weights setup "
                             "to resume it exactly, or start a new run with --init-from.")
-        default = state.get("aug_in_force", {}).get("default")
-        if default is not None and bool(default) != self.default_aug:
-            self.default_aug = bool(default)
-            self.augment = self._make_augment()
         self.augment.load_state_dict(state)
 
 
@@ -567,15 +536,16 @@ def spec(cfg: FastGANConfig) -> ModelSpec:
 
 
 def derived(train: TrainConfig) -> dict[str, Any]:
-    """What the step will do that the run config's defaults do not say: the loss, the augmentation in force
-    and the reconstruction distance (LPIPS when its weights are found)."""
-    aug, ops, p, source = family_aug(train)
+    """What the step will do that the run config does not say: the reconstruction distance (LPIPS when
+    its weights are found, else pixel + MS-SSIM)."""
     name, _ = recon_distance(torch.device("cpu"))
-    return {"loss": "hinge", "aug": aug, "aug_ops": ops, "aug_p": p, "aug_from": source, "recon_loss": name}
+    return {"recon_loss": name}
 
 
-# Hinge loss only (the paper's): --loss and the options that shape the other losses are refused, so none is
-# silently ignored. Augmentation (--aug diffaug/ada and their options) and Freeze-D are the shared ones.
+# The paper's training: hinge loss (the only one this step is tested with, so --loss is not offered),
+# DiffAugment on D's inputs and batch 8; the augmentation options and Freeze-D are the shared ones.
 FAMILY = Family(name="fastgan", config_cls=FastGANConfig, build=build, spec=spec, step=train_step,
                 optimiser=Optimiser(lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999),
-                train_options=AUGMENT_OPTIONS | FREEZE_OPTIONS, derived=derived)
+                train_options=AUGMENT_OPTIONS | FREEZE_OPTIONS, derived=derived,
+                train_defaults={"loss": "hinge", "aug": "diffaug", "aug_ops": FAMILY_AUG_OPS, "aug_p": FAMILY_AUG_P,
+                                "batch": 8})

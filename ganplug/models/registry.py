@@ -108,6 +108,9 @@ class Family:
     model_defaults: Callable[[Any], dict[str, Any]] | None = None
     # training values resolved from the config at run time, for --dry-run (StyleGAN: R1 gamma "auto")
     derived: Callable[[Any], dict[str, Any]] | None = None
+    # TrainConfig values this family trains with unless the user gives them (FastGAN: hinge, DiffAugment,
+    # batch 8), so the run's config.json says what really trains
+    train_defaults: dict[str, Any] | None = None
 
     def default_spec(self) -> ModelSpec:
         """The spec of the default config: what the family is (image-to-image, latent kind)."""

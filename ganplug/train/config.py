@@ -149,7 +149,10 @@ class TrainConfig:
         from ganplug.models import FAMILIES, get_family  # torch: only once a config is being checked
 
         fam = get_family(self.arch)
-        used = set(given) | {name for name, default in field_defaults().items() if getattr(self, name) != default}
+        own = fam.train_defaults or {}
+        defaults = {**field_defaults(), **own}
+        used = set(given) | {name for name, default in defaults.items() if getattr(self, name) != default}
+        used -= {name for name, value in own.items() if getattr(self, name) == value}  # the family's own choice
         for name in sorted(used - LOOP_OPTIONS - set(fam.train_options)):
             users = sorted(f.name for f in FAMILIES.values() if name in f.train_options)
             raise UserError(f"{flag(name)} does nothing for --arch {self.arch}"
@@ -161,10 +164,11 @@ class TrainConfig:
 
     @classmethod
     def for_family(cls, arch: str, **values: Any) -> TrainConfig:
-        """A config with the family's optimiser defaults (its paper's Adam settings); `values` win."""
+        """A config with the family's defaults (its paper's Adam settings, its `train_defaults`); `values` win."""
         from ganplug.models import get_family
 
-        return cls(**{**asdict(get_family(arch).optimiser), "arch": arch, **values})
+        fam = get_family(arch)
+        return cls(**{**asdict(fam.optimiser), **(fam.train_defaults or {}), "arch": arch, **values})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -223,25 +223,29 @@ def _dry(capsys, imgs, tmp_path, *args) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("args,named", [
-    (["--loss", "hinge"], "--loss"), (["--label-smoothing", "0.1"], "--label-smoothing"),
+    (["--loss", "nonsat"], "--loss"), (["--label-smoothing", "0.1"], "--label-smoothing"),
     (["--pl-weight", "2"], "--pl-weight"), (["--l1-weight", "10"], "--l1-weight"),
     (["--base-channels", "8"], "--base-channels"), (["--mapping-layers", "2"], "--mapping-layers"),
-    (["--aug-p", "0.4"], "--aug-p"),  # the family's default augmentation has its own p: say --aug diffaug
 ])
 def test_options_fastgan_does_not_use_are_refused(args, named, capsys, imgs, tmp_path):
     code, out = _dry(capsys, imgs, tmp_path, *args)
     assert code == 2 and named in out and "--arch fastgan" in out and "Traceback" not in out, out
 
 
-def test_dry_run_says_hinge_diffaug_and_the_recon_loss(capsys, imgs, tmp_path):
+def test_dry_run_says_hinge_diffaug_batch_8_and_the_recon_loss(capsys, imgs, tmp_path):
+    """The family's training defaults are the run config's values, as config.json will record them."""
     code, out = _dry(capsys, imgs, tmp_path, "--capacity", "0.05")
     assert code == 0, out
-    resolved = json.loads(out[out.index("{"):])["resolved"]
-    assert resolved["model"]["capacity"] == 0.05
-    assert (resolved["loss"], resolved["aug"], resolved["aug_ops"], resolved["aug_p"]) == ("hinge", "diffaug",
-                                                                                          "diffaug", fg.FAMILY_AUG_P)
-    assert resolved["aug_from"].startswith("fastgan default") and resolved["recon_loss"] in ("lpips", "pixel+ssim")
-    code, out = _dry(capsys, imgs, tmp_path, "--aug", "ada")
-    resolved = json.loads(out[out.index("{"):])["resolved"]
-    assert code == 0 and resolved["aug"] == "ada" and resolved["aug_from"] == "--aug"
+    doc = json.loads(out[out.index("{"):])
+    assert doc["resolved"]["model"]["capacity"] == 0.05
+    assert (doc["loss"], doc["aug"], doc["aug_ops"], doc["aug_p"], doc["batch"]) == (
+        "hinge", "diffaug", fg.FAMILY_AUG_OPS, fg.FAMILY_AUG_P, 8)
+    assert doc["resolved"]["recon_loss"] in ("lpips", "pixel+ssim")
+    code, out = _dry(capsys, imgs, tmp_path, "--aug", "ada", "--batch", "16", "--loss", "hinge")
+    doc = json.loads(out[out.index("{"):])
+    assert code == 0 and doc["aug"] == "ada" and doc["batch"] == 16  # the user's options win
+    code, out = _dry(capsys, imgs, tmp_path, "--aug-p", "0.3")  # the default DiffAugment's p
+    assert code == 0 and json.loads(out[out.index("{"):])["aug_p"] == 0.3
+    code, out = _dry(capsys, imgs, tmp_path, "--aug", "none")
+    assert code == 0 and json.loads(out[out.index("{"):])["aug"] == "none"
     assert not (tmp_path / "r").exists()

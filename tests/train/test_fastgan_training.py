@@ -37,14 +37,16 @@ def _state(run: Path) -> dict:
     return ckpt.read_meta(ckpt.resolve_checkpoint(run))["step_state"]
 
 
-def test_the_step_records_hinge_the_recon_distance_and_its_default_aug(imgs, tmp_path, one_thread):
-    """What trained is on record (exact resume with the defaults is in tests/train/test_resume_defaults.py)."""
+def test_config_json_says_what_trains(imgs, tmp_path, one_thread):
+    """Hinge, DiffAugment and batch 8 are the run's recorded settings; the step records its recon distance
+    (exact resume with the defaults is in tests/train/test_resume_defaults.py)."""
     run = tmp_path / "run"
-    _train(imgs, *TINY, "--seed", "3", "--out", run, "--steps", "3", "--no-watch")
-    state = _state(run)
-    assert state["loss"] == "hinge" and state["recon_loss"] in ("lpips", "pixel+ssim")
-    assert state["aug_in_force"] == {"aug": "diffaug", "ops": "brightness,saturation,contrast,translation,cutout",
-                                     "p": fg.FAMILY_AUG_P, "default": True, "from": "fastgan default (--aug none)"}
+    _train(imgs, "--arch", "fastgan", "--size", "32", "--capacity", "0.05", "--z-dim", "16", "--device", "cpu",
+           "--grid-samples", "4", "--seed", "3", "--out", run, "--steps", "3", "--no-watch")
+    train = json.loads((run / "config.json").read_text())["train"]
+    assert (train["loss"], train["aug"], train["aug_ops"], train["aug_p"], train["batch"]) == (
+        "hinge", "diffaug", fg.FAMILY_AUG_OPS, fg.FAMILY_AUG_P, 8)
+    assert _state(run)["recon_loss"] in ("lpips", "pixel+ssim")
     rows = _losses(run)
     assert all(r["aug/p"] == fg.FAMILY_AUG_P for r in rows) and all(r["loss/recon"] > 0 for r in rows)
 
@@ -52,9 +54,8 @@ def test_the_step_records_hinge_the_recon_distance_and_its_default_aug(imgs, tmp
 def test_the_users_aug_wins(imgs, tmp_path, one_thread):
     run = tmp_path / "ada"
     _train(imgs, *TINY, "--out", run, "--steps", "2", "--aug", "ada", "--sample-every", "0", "--no-watch")
-    state = _state(run)
-    assert state["aug_in_force"]["aug"] == "ada" and state["aug_in_force"]["from"] == "--aug"
-    assert "ada" in state  # ADA's controller is saved as for every family
+    assert json.loads((run / "config.json").read_text())["train"]["aug"] == "ada"
+    assert "ada" in _state(run)  # ADA's controller is saved as for every family
 
 
 def test_resume_refuses_another_reconstruction_distance(imgs, tmp_path, monkeypatch, one_thread):

@@ -141,7 +141,6 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 def build(cfg: DCGANConfig) -> tuple[nn.Module, nn.Module]:
     cfg.validate()
     G = DCGANGenerator(cfg)
-    G.spec = spec(cfg)
     return G, DCGANDiscriminator(cfg)
 
 

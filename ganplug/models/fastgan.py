@@ -526,7 +526,6 @@ def train_step(*args) -> FastGANStep:
 def build(cfg: FastGANConfig) -> tuple[nn.Module, nn.Module]:
     cfg.validate()
     G = FastGANGenerator(cfg)
-    G.spec = spec(cfg)
     return G, FastGANDiscriminator(cfg)
 
 

@@ -79,7 +79,6 @@ def points(x: torch.Tensor) -> torch.Tensor:
 def build(cfg: MLPConfig) -> tuple[nn.Module, nn.Module]:
     cfg.validate()
     G = PointGenerator(cfg)
-    G.spec = spec(cfg)
     return G, PointDiscriminator(cfg)
 
 

@@ -161,7 +161,6 @@ class PatchDiscriminator(nn.Module):
 def build(cfg: Pix2PixConfig) -> tuple[nn.Module, nn.Module]:
     cfg.validate()
     G = UNetGenerator(cfg)
-    G.spec = spec(cfg)
     return G, PatchDiscriminator(cfg)
 
 

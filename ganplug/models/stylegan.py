@@ -485,7 +485,6 @@ class ResidualDiscriminator(nn.Module):
 def build(cfg: StyleGANConfig) -> tuple[nn.Module, nn.Module]:
     cfg.validate()
     G = StyleGenerator(cfg)
-    G.spec = spec(cfg)
     return G, ResidualDiscriminator(cfg)
 
 

@@ -9,9 +9,16 @@ from torch import nn
 
 from ganplug.device import make_runtime
 from ganplug.errors import UserError
-from ganplug.models.pix2pix import Pix2PixConfig, build
+from ganplug.models import build_models
+from ganplug.models.pix2pix import Pix2PixConfig
 from ganplug.train.config import TrainConfig
 from ganplug.train.pix2pix_step import Pix2PixStep, jitter_generator, jitter_size, random_jitter
+
+
+def build(cfg: Pix2PixConfig):
+    """Through the registry, as training does: the generator carries its spec."""
+    G, D, _ = build_models("pix2pix", cfg)
+    return G, D
 
 
 @pytest.mark.parametrize("size", [32, 64, 128, 256])

@@ -28,27 +28,14 @@ from torch import Tensor, nn
 
 from ganplug.errors import UserError
 from ganplug.sampling import to_uint8, z_from_seeds
+from ganplug.seeds import parse_int_list
 
 # ----------------------------------------------------------------------------------- style mixing
 
 
 def parse_styles(text: str, num_ws: int) -> list[int]:
     """'0-6' or '0,1,4-5' -> style-input indices, each checked against the model's num_ws."""
-    out: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = (int(v) for v in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise UserError(f"cannot read --styles {text!r}: use indices and ranges like '0-6' or '0,2,4-5'.") from None
+    out = parse_int_list(text, what="--styles", example="'0-6' or '0,2,4-5'")
     if not out:
         raise UserError(f"--styles {text!r} names no style inputs.")
     bad = sorted({s for s in out if not 0 <= s < num_ws})

@@ -48,7 +48,7 @@ class SampleCount:
         est = self.estimate_s
         return {"n": self.n, "auto": self.auto, "device": self.device, "auto_n": self.auto_n,
                 "seconds_per_sample": None if self.seconds_per_sample is None else round(self.seconds_per_sample, 5),
-                "estimate_s": None if est is None else round(est, 1)}
+                "estimate_s": est}  # unrounded: a tiny run takes milliseconds
 
     def message(self) -> str | None:
         """The line printed before the pass starts (None: an explicit count that needs no warning)."""

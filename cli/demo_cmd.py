@@ -87,7 +87,8 @@ def judge_demo(G, steps: int, cfg, run_dir: Path) -> str:
     from ganplug.train.watch import CollapseWatch, WatchSettings
 
     watch = CollapseWatch(None, WatchSettings(samples=128, real=438))
-    watch.begin(cfg, load_training_data(cfg.data, size=cfg.size, background=cfg.background, progress=False))
+    data = load_training_data(cfg.data, size=cfg.size, background=cfg.background, keep_alpha=cfg.alpha, progress=False)
+    watch.begin(cfg, data)
     watch.check(steps, G, [])
     v = watch.last
     seen = f"{steps} steps ({steps * cfg.batch:,} images seen)"

@@ -41,13 +41,27 @@ def _summary(result) -> Table:
     return table
 
 
+def alpha_note(alpha: dict, background: str) -> str:
+    """The line that says what an automatic --alpha decided, and how to ask for the other."""
+    if alpha.get("requested") != "auto" or "checked" not in alpha:
+        return ""
+    seen = f"{alpha['transparent']} of {alpha['checked']} checked images have transparent pixels"
+    if alpha["kept"]:
+        return f"kept transparency (RGBA): {seen}; models trained on this generate cut-outs. " \
+               f"--no-alpha composites onto {background} instead."
+    return f"composited onto {background} (RGB): {seen}. --alpha keeps transparency instead."
+
+
 def prep(
     src: Path = typer.Argument(..., help="Folder of images (searched recursively)."),
     out: Path = typer.Argument(..., callback=v.output_dir,
                                help="Dataset folder to write (images.npy, dataset.json, preview.png)."),
     size: int = typer.Option(128, min=MIN_SIZE, max=MAX_SIZE, help="Output size in pixels (square)."),
     background: str = typer.Option("white", help="Transparency is composited onto: white, black, gray or #rrggbb."),
-    keep_alpha: bool = typer.Option(False, "--keep-alpha", help="Store RGBA instead of compositing."),
+    alpha: bool = typer.Option(None, "--alpha/--no-alpha",
+                               help="Keep transparency (RGBA; the model then generates cut-outs) or composite it "
+                                    "onto --background. Default: keep it when most images have transparent pixels."),
+    keep_alpha: bool = typer.Option(False, "--keep-alpha", hidden=True, help="Old name of --alpha."),
     fit: str = typer.Option("pad", help="pad (whole design visible), crop (centre) or stretch."),
     resample: str = typer.Option("lanczos", help="Resampling filter: lanczos, box, bicubic or bilinear."),
     split: str = typer.Option("auto", help="Sheets: auto (two designs side by side), halves, none, or 'grid RxC'."),
@@ -77,8 +91,8 @@ def prep(
     from ganplug.data.progress import prep_progress
 
     opts = PrepOptions(
-        size=size, background=background, keep_alpha=keep_alpha, fit=fit, resample=resample, split=split,
-        dedup=dedup, dedup_threshold=dedup_threshold, mirror=mirror, brightness=brightness, color=color,
+        size=size, background=background, keep_alpha=True if keep_alpha else alpha, fit=fit, resample=resample,
+        split=split, dedup=dedup, dedup_threshold=dedup_threshold, mirror=mirror, brightness=brightness, color=color,
         jitter=jitter, copies=copies, seed=seed, holdout=holdout, pairs=pairs, max_pixels=max_pixels,
         hash=hash_method,
     )
@@ -90,6 +104,9 @@ def prep(
         return
     if not quiet:
         Console().print(_summary(result))
+        note = alpha_note(result.meta.get("alpha", {}), opts.background)
+        if note:
+            console.print(note, markup=False, highlight=False)
         rate = result.report.get("images_per_second")
         console.print(f"{result.seconds:.1f} s ({rate} images/s); preview: {Path(out) / 'preview.png'}")
 

@@ -27,9 +27,11 @@ NOT_CONFIG = {"data", "out", "resume", "force", "dry_run", "watch", "watch_every
 
 
 def parse_model_options(items: list[str]) -> dict[str, object]:
-    """`--model key=value` pairs; values are parsed as JSON where they can be (numbers, true/false)."""
+    """`--model key=value` pairs (repeated, or comma-separated in one: `--model z_dim=64,w_dim=64`); values
+    are parsed as JSON where they can be (numbers, true/false)."""
     out: dict[str, object] = {}
-    for item in items:
+    pieces = [p for item in items for p in (item.split(",") if all("=" in q for q in item.split(",")) else [item])]
+    for item in pieces:
         if "=" not in item:
             raise UserError(f"--model {item!r}: expected KEY=VALUE, e.g. --model base_channels=32.")
         key, value = item.split("=", 1)
@@ -89,6 +91,10 @@ def train(
                                 "images."),
     background: str = typer.Option(D["background"], help="Background for transparent images (white, black, gray, "
                                    "#rrggbb)."),
+    alpha: bool = typer.Option(D["alpha"], "--alpha/--no-alpha",
+                               help="Generate RGBA cut-outs (--alpha) or opaque images composited onto --background. "
+                                    "Default: as the dataset was prepared; a raw folder keeps transparency when most "
+                                    "of its images have it."),
     sample_every: int = typer.Option(D["sample_every"], min=0, help="Steps between sample grids (0 = only at the "
                                      "end)."),
     ckpt_every: int = typer.Option(D["ckpt_every"], min=0, help="Steps between checkpoints (0 = only at the end)."),
@@ -241,14 +247,13 @@ def dry_run_document(cfg: TrainConfig, resume: bool) -> dict:
 
 def _data_shape(cfg: TrainConfig) -> tuple[int, int, int | None]:
     """(channels, A-side channels, images) as training will see them, without preparing a raw folder: a
-    prepared dataset says; a raw folder is prepared as RGB (its count is known only after prep)."""
+    prepared dataset says; for a raw folder prep's --alpha rule is applied (its count is known only after prep)."""
     from ganplug.data import is_prepared_dataset, load_training_data
-    from ganplug.data.sources import check_source_folder
+    from ganplug.data.cache import raw_folder_channels
 
     if not is_prepared_dataset(Path(cfg.data)):
-        check_source_folder(Path(cfg.data))  # what the run would refuse first
-        return 3, 3, None
-    ds = load_training_data(cfg.data, size=cfg.size, background=cfg.background)
+        return raw_folder_channels(Path(cfg.data), background=cfg.background, keep_alpha=cfg.alpha), 3, None
+    ds = load_training_data(cfg.data, size=cfg.size, background=cfg.background, keep_alpha=cfg.alpha)
     in_channels = int(ds.pairs_a.shape[3]) if ds.pairs_a is not None else 3
     return ds.channels, in_channels, len(ds)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ganplug.data.dataset import ImageDataset, is_prepared_dataset, open_dataset
 from ganplug.data.options import PrepOptions
-from ganplug.data.prep import plan_tasks, prepare_dataset, sources_hash
+from ganplug.data.prep import default_workers, plan_tasks, prepare_dataset, resolve_alpha, sources_hash
 from ganplug.data.progress import prep_progress
 from ganplug.data.sources import check_source_folder
 from ganplug.errors import DataError
@@ -39,6 +39,14 @@ def cache_folder(src: Path, opts: PrepOptions, cache_root: Path) -> Path:
     return cache_root / f"{name}-{opts.size}px-{key}"
 
 
+def raw_folder_channels(path: Path, *, background: str = "white", keep_alpha: bool | None = None) -> int:
+    """The channels a raw folder would be prepared with (prep's --alpha rule), without preparing it."""
+    src = check_source_folder(path)
+    opts = PrepOptions(background=background, keep_alpha=keep_alpha, seed=CACHE_SEED)
+    tasks, *_ = plan_tasks(src, opts, None, CACHE_SEED)
+    return resolve_alpha(tasks, opts, default_workers())[0].channels
+
+
 def _warn_skipped(ds: ImageDataset, src: Path) -> None:
     skipped = ds.meta.get("skipped", [])
     if not skipped:
@@ -54,7 +62,7 @@ def load_training_data(
     *,
     size: int,
     background: str = "white",
-    keep_alpha: bool = False,
+    keep_alpha: bool | None = None,
     workers: int | None = None,
     cache_dir: Path | str | None = None,
     progress: bool = True,
@@ -76,7 +84,11 @@ def load_training_data(
                 f"`ganplug prep SRC {path} --size {size} --force`, or train with --size {ds.size}."
             )
         if keep_alpha and ds.channels != 4:
-            raise DataError(f"{path} stores RGB, not RGBA; prepare it again with `ganplug prep --keep-alpha`.")
+            raise DataError(f"{path} stores RGB (transparency was composited at prep), so --alpha cannot train "
+                            f"on RGBA; prepare it again with `ganplug prep SRC {path} --alpha --force`.")
+        if keep_alpha is False and ds.channels == 4:
+            raise DataError(f"{path} stores RGBA; leave out --no-alpha to train on it, or prepare it again with "
+                            f"`ganplug prep SRC {path} --no-alpha --force` to composite it.")
         return ds
     src = check_source_folder(path)
     opts = PrepOptions(size=size, background=background, keep_alpha=keep_alpha, seed=CACHE_SEED)

@@ -45,7 +45,7 @@ class PrepOptions:
 
     size: int = 128
     background: str = "white"  # white | black | gray | #rrggbb: what transparency is composited onto
-    keep_alpha: bool = False  # store RGBA instead of compositing
+    keep_alpha: bool | None = None  # store RGBA instead of compositing; None: when most images are transparent
     fit: str = "pad"  # pad | crop | stretch
     resample: str = "lanczos"  # lanczos | box | bicubic | bilinear
     split: str = "auto"  # auto | halves | none | grid RxC
@@ -116,6 +116,8 @@ class PrepOptions:
 
     @property
     def channels(self) -> int:
+        if self.keep_alpha is None:
+            raise ValueError("keep_alpha is unresolved (auto); prepare_dataset decides it from the images")
         return 4 if self.keep_alpha else 3
 
     def recorded(self) -> dict[str, Any]:

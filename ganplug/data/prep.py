@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -169,6 +169,36 @@ class PrepResult:
 
 
 # ------------------------------------------------------------------------------------------- planning
+
+ALPHA_SAMPLE = 96  # files checked for transparency when --alpha is left to prep (evenly spaced)
+
+
+def has_transparency(path: Path, max_pixels: int) -> bool | None:
+    """Whether a file has at least one pixel that is not fully opaque; None when it cannot be read
+    (the main pass reports why). An RGBA file whose alpha is 255 everywhere is opaque art."""
+    try:
+        im = open_image(path, max_pixels=max_pixels)
+    except ImageReadError:
+        return None
+    return im.mode == "RGBA" and im.getextrema()[3][0] < 255
+
+
+def resolve_alpha(tasks: list[SourceTask], opts: PrepOptions, workers: int) -> tuple[PrepOptions, dict[str, Any]]:
+    """Decide `keep_alpha` when it was left to prep (None): keep RGBA when most of the source images
+    have real transparency (cut-outs, sprites), checked on up to ALPHA_SAMPLE files. Pairs keep the old
+    default (composited) unless asked: their A side is always composited. Returns the resolved options
+    and what was decided, for dataset.json, report.json and the summary."""
+    if opts.keep_alpha is not None:
+        return opts, {"requested": "on" if opts.keep_alpha else "off", "kept": opts.keep_alpha}
+    if opts.pair_spec is not None:
+        return replace(opts, keep_alpha=False), {"requested": "auto", "kept": False, "reason": "pairs"}
+    step = max(1, len(tasks) / ALPHA_SAMPLE)
+    picked = [tasks[int(i * step)].b.path for i in range(min(len(tasks), ALPHA_SAMPLE))]
+    found = [r for r in ordered_map(lambda p: has_transparency(p, opts.max_pixels), picked, workers) if r is not None]
+    transparent = sum(found)
+    keep = transparent * 2 > len(found)
+    return replace(opts, keep_alpha=keep), {
+        "requested": "auto", "kept": keep, "transparent": transparent, "checked": len(found)}
 
 
 def _out_state(out: Path) -> str:
@@ -446,6 +476,7 @@ def prepare_dataset(
         raise DataError(
             f"{src} holds no image files{extra}; ganplug reads png, jpg, webp, bmp, tiff and gif (recursively)."
         )
+    opts, alpha = resolve_alpha(tasks, opts, workers)
     src_hash = sources_hash(tasks, opts.hash)
     recorded = opts.recorded() | {"seed": seed}
 
@@ -473,6 +504,7 @@ def prepare_dataset(
     try:
         tmp.mkdir()
         meta, report = _build(tmp, tasks, problems, unpaired, ignored, opts, seed, workers, progress)
+        meta["alpha"] = report["alpha"] = alpha
         meta["source"] = {"path": str(src.resolve()), "hash": src_hash, "hash_method": opts.hash}
         _write_json(tmp / META_NAME, meta)
         _write_json(tmp / REPORT_NAME, report)

@@ -118,7 +118,11 @@ def scale(x: Tensor, p: float, gen: torch.Generator | None = None, std: float = 
 
 
 def cutout(x: Tensor, p: float, gen: torch.Generator | None = None, ratio: float = 0.5) -> Tensor:
-    """Zero a square of ratio * size, centred uniformly at random (DiffAugment's cutout)."""
+    """Zero a square of ratio * size, centred uniformly at random (DiffAugment's cutout).
+
+    On RGBA images only the colour is zeroed and alpha is kept: cutting alpha too would show D
+    transparent boxes (alpha 0 is half transparent in [-1, 1]), which G can learn to draw; a cut-out's
+    silhouette is its shape, and cutout is meant to hide content, not to change shapes."""
     if p <= 0:
         return x
     n, _, h, w = x.shape
@@ -129,7 +133,8 @@ def cutout(x: Tensor, p: float, gen: torch.Generator | None = None, ratio: float
     xs = torch.arange(w, device=x.device).reshape(1, 1, w) + 0.5
     inside = ((ys - cy.reshape(n, 1, 1)).abs() < ratio * h / 2) & ((xs - cx.reshape(n, 1, 1)).abs() < ratio * w / 2)
     keep = ~(inside & apply.reshape(n, 1, 1))
-    return x * keep.unsqueeze(1).to(x.dtype)
+    rgb, alpha = _split_alpha(x)
+    return _join_alpha(rgb * keep.unsqueeze(1).to(x.dtype), alpha)
 
 
 # ------------------------------------------------------------------------------------------ colour

@@ -23,8 +23,8 @@ AUGS = ("none", "diffaug", "ada")
 
 LOOP_OPTIONS = frozenset({
     "data", "out", "arch", "size", "steps", "batch", "lr_g", "lr_d", "beta1", "beta2", "d_steps", "ema_kimg",
-    "ema_rampup", "mirror", "background", "seed", "sample_every", "ckpt_every", "keep_checkpoints", "grid_samples",
-    "device", "precision", "channels_last", "max_seconds", "init_from", "allow_partial", "model",
+    "ema_rampup", "mirror", "background", "alpha", "seed", "sample_every", "ckpt_every", "keep_checkpoints",
+    "grid_samples", "device", "precision", "channels_last", "max_seconds", "init_from", "allow_partial", "model",
 })
 ADVERSARIAL_OPTIONS = frozenset({"loss", "gp_weight", "label_smoothing", "label_noise"})  # train/losses.py
 AUGMENT_OPTIONS = frozenset({"aug", "aug_p", "aug_ops", "ada_target", "ada_kimg"})  # train/augment.py, on D's input
@@ -74,6 +74,7 @@ class TrainConfig:
     ema_rampup: float = 0.05  # half-life at most this fraction of images seen so far (0 = off)
     mirror: bool = True  # random horizontal flips of real images
     background: str = "white"  # alpha compositing colour for raw folders
+    alpha: bool | None = None  # train on RGBA (cut-outs); None: as the dataset is (raw folders: prep's auto rule)
     seed: int = 0
     sample_every: int = 200  # steps between sample grids (0 = only at the end)
     ckpt_every: int = 1000  # steps between checkpoints (a final one is always written)

@@ -19,8 +19,9 @@ def test_prep_twemoji_subset(twemoji_subset: Path, tmp_path: Path, capsys: pytes
     captured = capsys.readouterr()
     assert "training images" in captured.out and "40" in captured.out
     assert "img/s" in captured.err  # the progress bar's rate column
+    assert "kept transparency (RGBA)" in captured.err and "--no-alpha" in captured.err  # emoji are cut-outs
     ds = open_dataset(out)
-    assert ds.images.shape == (40, 32, 32, 3) and len(open_dataset(out, split="holdout")) == 10
+    assert ds.images.shape == (40, 32, 32, 4) and len(open_dataset(out, split="holdout")) == 10
     assert json.loads((out / "dataset.json").read_text())["options"]["holdout"] == 0.2
 
     assert main(["prep", str(twemoji_subset), str(out), "--size", "32", "--holdout", "0.2", "--seed", "1"]) == 0
@@ -29,6 +30,17 @@ def test_prep_twemoji_subset(twemoji_subset: Path, tmp_path: Path, capsys: pytes
     assert main(["prep", str(twemoji_subset), str(out), "--size", "64", "--holdout", "0.2", "--seed", "1"]) == 2
     err = capsys.readouterr().err
     assert "size: 32 -> 64" in err and "Traceback" not in err
+
+
+def test_prep_no_alpha_composites_the_cutouts(twemoji_subset: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "rgb"
+    assert main(["prep", str(twemoji_subset), str(out), "--size", "16", "--no-alpha", "--background", "black"]) == 0
+    assert "kept transparency" not in capsys.readouterr().err
+    ds = open_dataset(out)
+    assert ds.channels == 3 and ds.meta["alpha"] == {"requested": "off", "kept": False}
+    corners = ds.images[:, 0, 0]
+    assert (corners == 0).all(-1).mean() > 0.6  # most emoji's transparent corners, composited onto black
 
 
 def test_prep_cli_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -165,6 +165,41 @@ def test_keep_alpha_stores_rgba(tmp_path: Path) -> None:
     assert ds.batch(np.array([1, 0])).shape == (2, 4, 32, 32)
 
 
+def _cutouts_and_opaque(src: Path, cutouts: int, opaque: int, opaque_rgba: int = 0) -> Path:
+    src.mkdir()
+    for i in range(cutouts):
+        design((200, 10 * i, 0), "circle", bg=None).save(src / f"cut{i}.png")
+    for i in range(opaque):
+        design((0, 10 * i, 200), "square").save(src / f"opaque{i}.png")
+    for i in range(opaque_rgba):  # an RGBA file whose alpha is 255 everywhere is opaque art
+        design((0, 200, 10 * i), "triangle", mode="RGBA").save(src / f"rgba{i}.png")
+    return src
+
+
+def test_alpha_is_kept_when_most_images_are_cutouts_and_says_so(tmp_path: Path) -> None:
+    src = _cutouts_and_opaque(tmp_path / "src", cutouts=5, opaque=2)
+    result = prepare_dataset(src, tmp_path / "out", PrepOptions(size=16, seed=0, dedup=False))
+    assert result.meta["channels"] == 4
+    assert result.meta["alpha"] == {"requested": "auto", "kept": True, "transparent": 5, "checked": 7}
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["alpha"]["kept"] is True
+    assert open_dataset(tmp_path / "out").images[..., 3].min() == 0  # real transparency stored
+
+
+def test_alpha_is_composited_when_most_images_are_opaque(tmp_path: Path) -> None:
+    src = _cutouts_and_opaque(tmp_path / "src", cutouts=2, opaque=2, opaque_rgba=3)
+    result = prepare_dataset(src, tmp_path / "out", PrepOptions(size=16, seed=0, dedup=False))
+    assert result.meta["channels"] == 3
+    assert result.meta["alpha"]["transparent"] == 2 and result.meta["alpha"]["checked"] == 7
+    again = prepare_dataset(src, tmp_path / "out", PrepOptions(size=16, seed=0, dedup=False, keep_alpha=False))
+    assert again.noop  # auto resolved to "off" is the same dataset as asking for it
+
+
+def test_an_explicit_choice_wins_over_the_images(tmp_path: Path) -> None:
+    src = _cutouts_and_opaque(tmp_path / "src", cutouts=5, opaque=0)
+    result = prepare_dataset(src, tmp_path / "out", PrepOptions(size=16, seed=0, keep_alpha=False, dedup=False))
+    assert result.meta["channels"] == 3 and result.meta["alpha"] == {"requested": "off", "kept": False}
+
+
 def test_workers_do_not_change_the_output(tmp_path: Path) -> None:
     src = tmp_path / "src"
     distinct_designs(src, 12)

@@ -23,8 +23,12 @@ def test_prepared_dataset_opens_memory_mapped(tmp_path: Path) -> None:
     assert len(ds) == 3 and isinstance(ds.images, np.memmap)
     with pytest.raises(DataError, match=r"prepared at 16 px.*--size 32 --force.*--size 16"):
         load_training_data(tmp_path / "ds", size=32, progress=False)
-    with pytest.raises(DataError, match="--keep-alpha"):
+    with pytest.raises(DataError, match="--alpha --force"):
         load_training_data(tmp_path / "ds", size=16, keep_alpha=True, progress=False)
+    prepare_dataset(tmp_path / "src", tmp_path / "rgba", PrepOptions(size=16, seed=0, keep_alpha=True))
+    assert load_training_data(tmp_path / "rgba", size=16, progress=False).channels == 4
+    with pytest.raises(DataError, match="stores RGBA.*--no-alpha --force"):
+        load_training_data(tmp_path / "rgba", size=16, keep_alpha=False, progress=False)
 
 
 def test_raw_folder_is_prepared_once_then_read_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,7 +120,7 @@ def test_corrupt_files_are_skipped_and_reported(tmp_path: Path, capsys: pytest.C
 
 
 def test_twemoji_subset_matches_an_independent_composite(twemoji_subset: Path, tmp_path: Path) -> None:
-    ds = load_training_data(twemoji_subset, size=32, cache_dir=tmp_path / "c", progress=False)
+    ds = load_training_data(twemoji_subset, size=32, cache_dir=tmp_path / "c", progress=False, keep_alpha=False)
     assert len(ds) == 50 and ds.images.shape == (50, 32, 32, 3)
     f = ds.meta["files"][ds.meta["rows"][7][0]]
     src = np.asarray(Image.open(twemoji_subset / f).convert("RGBA")).astype(np.float64)

@@ -102,6 +102,14 @@ def test_cutout_zeroes_a_square_of_half_the_size():
     assert (y[:, 0] == y[:, 2]).all()
 
 
+def test_cutout_on_rgba_hides_colour_but_never_makes_holes():
+    """A transparent box in D's input is what G would learn to draw into cut-outs: alpha must not be cut."""
+    x = torch.ones(100, 4, 16, 16)
+    y = OPS["cutout"](x, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(y[:, 3], x[:, 3])
+    assert ((y[:, :3] == 0).flatten(1).sum(1) >= 3 * 16).all()  # the colour is still cut, in all three
+
+
 def test_scale_keeps_the_centre_and_zooms():
     x = torch.zeros(1, 1, 32, 32)
     x[..., 12:20, 12:20] = 1.0

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "train_cmd",
     "generate_cmd",
     "demo_cmd",
+    "export_cmd",
     "serve_cmd",
     "plugin_cmd",
     "eval_cmd",

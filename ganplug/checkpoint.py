@@ -323,11 +323,45 @@ def match_param_layout(opt: torch.optim.Optimizer) -> None:
                     state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
+RELEASE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def export_release(src: Path | str, out: Path | str, *, dtype: str = "fp16", discriminator: bool = True,
+                   notice: str = "") -> Path:
+    """A small file to share or ship a model: G_ema (the weights every reader samples from) and, unless
+    left out, D (so `train --init-from` can fine-tune it without a fresh critic undoing G), in `dtype`;
+    no optimiser or RNG state, so it cannot resume a run. `notice` (e.g. the training images' licence
+    and attribution) is stored in the metadata and shown by the readers that list models."""
+    src = resolve_checkpoint(src)
+    meta = read_meta(src)
+    model_config_of(meta, src)  # refuse a damaged source before writing anything
+    if dtype not in RELEASE_DTYPES:
+        raise UserError(f"--dtype {dtype!r}: use fp16, bf16 or fp32.")
+    want = ("G_ema.", "D.") if discriminator else ("G_ema.",)
+    tensors = read_tensors(src, want)
+    if not any(k.startswith("G_ema.") for k in tensors):
+        raise CheckpointError(f"{src} holds no G_ema weights to export.")
+    cast = RELEASE_DTYPES[dtype]
+    tensors = {k: v.to(cast) if v.is_floating_point() else v for k, v in tensors.items()}
+    doc = {k: v for k, v in meta.items() if k not in ("optimizers",)}
+    doc.update(release={"from": src.name, "step": meta.get("step"), "dtype": dtype, "discriminator": discriminator},
+               optimizers={})
+    if notice:
+        doc["notice"] = notice
+    out = Path(out)
+    atomic_write_bytes(out, st_save(tensors, metadata={META_KEY: json.dumps(doc)}))
+    return out
+
+
 def read_resume_meta(path: Path | str) -> tuple[dict[str, Any], int]:
     """The run settings (`train`) and the step a checkpoint resumes from, both checked: a checkpoint without
     them can still seed a new run (--init-from), but cannot continue one."""
     path = Path(path)
     meta = read_meta(path)
+    if "release" in meta:
+        raise CheckpointError(f"{path} is an exported model (weights only, no optimiser state), so it cannot "
+                              f"resume a run; start a new run from it with `ganplug train DATA --out NEW "
+                              f"--init-from {path}`.")
     train, step = meta.get("train"), meta.get("step")
     fix = (f"Resume from another checkpoint of the run (move {path.name} out of {path.parent}), or start a new "
            f"run from its weights with `ganplug train DATA --out NEW --init-from {path}`.")

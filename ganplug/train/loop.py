@@ -134,6 +134,11 @@ def _init_from(path: str, arch: str, G, D, G_ema, allow_partial: bool = False) -
     notes: list[str] = []
     for prefix, module in (("G", G), ("D", D), ("G_ema", G_ema)):
         state = ckpt.strip_prefix(tensors, prefix)
+        if prefix == "G" and not state and "release" in meta:  # an exported model keeps only G_ema
+            state = ckpt.strip_prefix(tensors, "G_ema")
+        if prefix == "D" and not state and "release" in meta:
+            raise CheckpointError(f"--init-from {src}: the exported model has no discriminator (it was exported "
+                                  "with --no-discriminator); fine-tune from a run folder or a full checkpoint.")
         own = module.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         mismatched = [f"{prefix}.{k} {tuple(state[k].shape)} -> {tuple(own[k].shape)}"
@@ -382,7 +387,7 @@ def train(
     cfg, resume_from, start = _resolve(cfg, resume)
     from ganplug.data import load_training_data  # the data layer imports PIL etc.; keep it off import time
 
-    dataset = load_training_data(cfg.data, size=cfg.size, background=cfg.background)
+    dataset = load_training_data(cfg.data, size=cfg.size, background=cfg.background, keep_alpha=cfg.alpha)
     notes: list[str] = []  # shown once the reporter has started
     if cfg.batch > len(dataset):  # a bigger batch would only repeat images (and a huge one exhausts memory)
         notes.append(f"--batch {cfg.batch} is larger than the dataset ({len(dataset)} images); "

@@ -11,6 +11,7 @@ import base64
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -80,11 +81,25 @@ class Client:
     def submit(self, kind, request):
         return self._request("POST", "/v1/jobs/" + kind, request)
 
+    def jobs(self):
+        """The server's recent jobs (without their results)."""
+        return self._request("GET", "/v1/jobs")["jobs"]
+
     def job(self, job_id):
         return self._request("GET", "/v1/jobs/" + job_id)
 
     def cancel(self, job_id):
         return self._request("DELETE", "/v1/jobs/" + job_id)
+
+    def directions(self, model):
+        """GET /v1/models/{model}/directions -> {"count", "space", "names"}: not in the server yet (proposed with
+        the Krita Steer panel); until then a ServerError with status 404, and plugins keep names themselves."""
+        return self._request("GET", "/v1/models/" + urllib.parse.quote(model, safe="") + "/directions")
+
+    def save_direction_names(self, model, names):
+        """PUT /v1/models/{model}/directions/names {"names": [...]}: the names saved beside the run (proposed)."""
+        return self._request("PUT", "/v1/models/" + urllib.parse.quote(model, safe="") + "/directions/names",
+                             {"names": list(names)})
 
     def run(self, kind, request, on_progress=None, should_cancel=None, poll=0.15, timeout=600.0):
         """Submit a job and poll it to the end; returns the result dict (with `images`).

@@ -19,8 +19,9 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
-from . import document, state
+from . import document, provenance, state
 from . import ganplug_client as client
+from .steer_panel import SteerPanel
 
 SETTINGS_GROUP, SETTINGS_KEY = "ganplug", "settings"
 
@@ -74,10 +75,15 @@ class GanplugDocker(DockWidget):
         form.addRow("Truncation", self.truncation)
         form.addRow("", self.tileable)
         form.addRow("Morph to seed", self.seed_b)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 5000)
+        self.steps.setValue(s.project_steps)
+        self.steps.setToolTip("Find in model: optimisation steps of the projection")
+        form.addRow("Find steps", self.steps)
         buttons = QHBoxLayout()
         for label, slot in (("Generate", self.on_generate), ("Regenerate", self.on_regenerate),
                             ("Variations", self.on_variations), ("Morph", self.on_morph),
-                            ("Translate", self.on_translate)):
+                            ("Translate", self.on_translate), ("Find in model", self.on_find)):
             b = QPushButton(label)
             b.clicked.connect(slot)
             buttons.addWidget(b)
@@ -96,6 +102,8 @@ class GanplugDocker(DockWidget):
         layout.addLayout(buttons)
         layout.addLayout(progress_row)
         layout.addWidget(self.status)
+        self.steer = SteerPanel(self._api, lambda: self.models, self._say, root)
+        layout.addWidget(self.steer)
         layout.addStretch(1)
         self.setWidget(root)
 
@@ -108,6 +116,7 @@ class GanplugDocker(DockWidget):
             server_url=self.url.text().strip(), token=self.settings.token, model=self.model.currentText(),
             seed=self.seed.value(), count=self.count.value(), truncation=self.truncation.value(),
             tileable=self.tileable.isChecked(), strength=self.settings.strength, frames=self.settings.frames,
+            project_steps=self.steps.value(),
         ).clamped()
         Krita.instance().writeSetting(SETTINGS_GROUP, SETTINGS_KEY, self.settings.to_json())
         return self.settings
@@ -133,17 +142,18 @@ class GanplugDocker(DockWidget):
         self._say(f"{len(self.models)} model(s) on the server.")
 
     # ------------------------------------------------------------------ jobs
-    def _start(self, kind: str, request: dict, rect, above=None, base_seed=None):
+    def _start(self, kind: str, request: dict, rect, above=None, base_seed=None, recipes=None, pick=None,
+               doc=None):
         if self.job is not None:
             self._say("a job is already running; cancel it or wait.")
             return
-        doc = document.active_or_new_document()
+        doc = doc or document.active_or_new_document()
         try:
             job = self._api().submit(kind, request)
         except client.ServerError as e:
             self._say(str(e))
             return
-        self.job = (job["id"], doc, rect, above, base_seed)
+        self.job = (job["id"], doc, rect, above, base_seed, recipes, pick)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self._say(f"{kind}: queued")
@@ -153,7 +163,7 @@ class GanplugDocker(DockWidget):
         if self.job is None:
             self.timer.stop()
             return
-        job_id, doc, rect, above, base_seed = self.job
+        job_id, doc, rect, above, base_seed, recipes, pick = self.job
         try:
             info = self._api().job(job_id)
             self.progress.setValue(int(1000 * info.get("progress", 0.0)))
@@ -161,8 +171,13 @@ class GanplugDocker(DockWidget):
             if info["state"] not in client.TERMINAL:
                 return
             result = client.job_result(info)
-            nodes = document.insert_result(doc, result, rect, above=above, base_seed=base_seed)
+            nodes = document.insert_result(doc, result, rect, above=above, base_seed=base_seed, recipes=recipes,
+                                           pick=pick)
             self._say(f"added {len(nodes)} layer(s).")
+            if result.get("kind") == "project" and "latent" not in result.get("params", {}):
+                loss = result.get("params", {}).get("loss")
+                self._say(f"found it{f' (loss {loss:.4f})' if isinstance(loss, float) else ''}. This server does "
+                          "not return the latent it found, so Variations and Steer around it are not available.")
         except client.ServerError as e:
             self._say(str(e))
         self._finish()
@@ -189,25 +204,48 @@ class GanplugDocker(DockWidget):
         rect = document.target_rect(doc)
         self._start("generate", state.generate_request(s, rect[2], rect[3]), rect, above=doc.activeNode())
 
-    def _tagged(self):
+    def _made(self):
+        """The active layer and what made it (sidecar, else name); says why not when it is no ganplug layer."""
         doc = Krita.instance().activeDocument()
-        node, tag = document.active_tag(doc) if doc is not None else (None, None)
-        if tag is None:
-            self._say("select a layer made by ganplug first (its name holds its seed).")
-        return doc, node, tag
+        node, prov = document.active_provenance(doc) if doc is not None else (None, None)
+        if prov is None:
+            self._say("select a layer made by ganplug first (the document records what made it).")
+        return doc, node, prov
 
     def on_regenerate(self):
-        doc, node, tag = self._tagged()
-        if tag is not None:
+        doc, node, prov = self._made()
+        if prov is not None:
             rect = document.target_rect(doc)
-            self._start("generate", state.regenerate_request(tag, rect[2], rect[3]), rect, above=node)
+            try:
+                kind, req, pick = provenance.regenerate_plan(prov, rect[2], rect[3])
+            except ValueError as e:
+                self._say(str(e))
+                return
+            self._start(kind, req, rect, above=node, recipes=[prov], pick=pick, doc=doc)
 
     def on_variations(self):
         s = self._read()
-        doc, node, tag = self._tagged()
-        if tag is not None:
+        doc, node, prov = self._made()
+        if prov is not None:
             rect = document.target_rect(doc)
-            self._start("variations", state.variations_request(tag, s, rect[2], rect[3]), rect, above=node)
+            self._start("variations", state.variations_request(prov.tag(), s, rect[2], rect[3]), rect, above=node,
+                        doc=doc)
+
+    def on_find(self):
+        """Find the active layer (inside the selection, if any) in the model: a projection job."""
+        s = self._read()
+        doc = Krita.instance().activeDocument()
+        node = doc.activeNode() if doc is not None else None
+        if node is None:
+            self._say("open a document and select the layer (a sketch or a photo) to find in the model.")
+            return
+        refusal = document.projection_refusal(self.models, s.model)
+        if refusal:
+            self._say(refusal)
+            return
+        rect = document.target_rect(doc)
+        req = state.project_request(s, document.layer_png_b64(doc, node, rect), rect[2], rect[3])
+        self._start("project", req, rect, above=node, base_seed=s.seed, doc=doc)
 
     def on_morph(self):
         s = self._read()
@@ -228,4 +266,4 @@ class GanplugDocker(DockWidget):
             return
         rect = document.target_rect(doc)
         req = state.translate_request(s, document.layer_png_b64(doc, node, rect), rect[2], rect[3])
-        self._start("translate", req, rect, above=node)
+        self._start("translate", req, rect, above=node, doc=doc)

@@ -1,7 +1,8 @@
 """Plugin logic that needs no Krita: settings, seed bookkeeping in layer names, request building.
 
-A generated layer is named like `ganplug concept-run #1234 t0.70 tile`: the name is the record of how
-it was made, survives saving the .kra, and is what Regenerate and Variations read back.
+A generated layer is named like `ganplug concept-run #1234 t0.70 tile`: the short, visible record of how it
+was made. The full record (edits, strength, size) is the document's sidecar (provenance.py); the name is
+what a layer falls back on when the sidecar does not know it (e.g. pasted from another document).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Settings:
     tileable: bool = False
     strength: float = 0.3  # variations
     frames: int = 8  # morph
+    project_steps: int = 200  # Find in model
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -58,6 +60,7 @@ class Settings:
             truncation=min(max(float(self.truncation), 0.0), 2.0),
             strength=min(max(float(self.strength), 0.0), 1.0),
             frames=min(max(int(self.frames), 2), 64),  # a default server's limit (--max-batch caps frames too)
+            project_steps=min(max(int(self.project_steps), 1), 5000),
         )
 
 
@@ -157,6 +160,16 @@ def translate_request(settings: Settings, png_b64: str, width: int, height: int)
     req = _output(settings.clamped(), width, height)
     req.pop("truncation")
     req["image"] = png_b64
+    return req
+
+
+def project_request(settings: Settings, png_b64: str, width: int, height: int) -> dict:
+    """Find in model: the image to look for, the search's length and seed."""
+    s = settings.clamped()
+    req = {"image": png_b64, "steps": s.project_steps, "seed": s.seed % (SEED_MAX + 1), "width": width,
+           "height": height}
+    if s.model:
+        req["model"] = s.model
     return req
 
 

@@ -85,3 +85,14 @@ def test_transfer_with_freeze_d_keeps_the_first_blocks(imgs, tmp_path, one_threa
     assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)
     trained = [k for k in a if k.startswith("D.head.") and k.endswith("original")]
     assert trained and not all(torch.equal(a[k], b[k]) for k in trained)
+
+
+def test_a_cpu_run_gets_a_quarter_of_the_papers_widths_unless_asked(imgs, tmp_path, capsys):
+    """Capacity 1 costs ~9x per image on a CPU; the default there is 0.25, written to the run's config."""
+    def model(*extra) -> dict:
+        assert main(["train", str(imgs), "--arch", "fastgan", "--out", str(tmp_path / "r"), "--device", "cpu",
+                     "--dry-run", *extra]) == 0
+        return json.loads(capsys.readouterr().out)["model"]
+
+    assert model()["capacity"] == fg.CPU_CAPACITY
+    assert model("--capacity", "1")["capacity"] == 1.0

@@ -43,12 +43,10 @@ def _load(ckpt: Path, device: str, precision: str, *, translator: bool = False):
     return model, rt
 
 
-def _render_saved_latent(model, path: Path, rt):
-    """One uint8 image from a projection's latent.npy, with its noise maps when they are beside it."""
-    import torch
-
-    from ganplug.latent import read_latent_file, read_noise_file, render_projection
-    from ganplug.sampling import to_uint8
+def _read_saved_latent(model, path: Path):
+    """The ops.Latent of a projection's latent.npy, with its noise maps when they are beside it."""
+    from ganplug import ops
+    from ganplug.latent import read_latent_file, read_noise_file
 
     arr = read_latent_file(path)
     space = None
@@ -66,10 +64,23 @@ def _render_saved_latent(model, path: Path, rt):
         raise UserError(f"--latent {path} holds {arr.size} numbers (shape {list(arr.shape)}), which is not a "
                         f"latent of this {spec.arch} checkpoint; was it projected with another model?")
     noise_path = path.with_name("noise.safetensors")
-    noise = read_noise_file(noise_path) if noise_path.is_file() else None
-    latent = torch.from_numpy(arr).to(rt.device)
-    with torch.no_grad(), rt.autocast():
-        return to_uint8(render_projection(model.G, latent, space, noise)).cpu()[0]
+    noise = read_noise_file(noise_path) if noise_path.is_file() else None  # read (and checked) as before
+    return ops.check_latent(model, arr.reshape(ops.latent_shape(model, space)), space,
+                            noise if space == "w" else None)  # a z latent has no noise maps to use
+
+
+def _edits_and_directions(model, edit: str | None, directions: Path | None):
+    """(edits, the checked directions file or None, its path or None) of --edit and --directions."""
+    from ganplug.directions import default_path, parse_edits
+    from ganplug.directions import load as load_directions
+
+    edits = parse_edits(edit)
+    if directions is not None and not edits:
+        raise UserError("--directions chooses the file for --edit; give --edit K:AMOUNT too.")
+    if not edits:
+        return edits, None, None
+    found_at = directions or default_path(model)
+    return edits, load_directions(found_at, model), found_at
 
 
 def _write_each(images, names: list[str], outdir: Path, force: bool, sidecar: Path | None = None) -> None:
@@ -111,7 +122,8 @@ def generate(
     noise: str = typer.Option(None, help=NOISE_HELP),
     tileable: bool = typer.Option(False, help=TILE_HELP),
     latent: Path = typer.Option(None, help="Regenerate one image from a latent.npy written by `ganplug project` "
-                                "(its noise.safetensors and projection.json beside it are used); needs --out."),
+                                "(its noise.safetensors and projection.json beside it are used; --truncation and "
+                                "--edit apply as for a seed); needs --out."),
     edit: str = typer.Option(None, help="Move along latent directions, K:AMOUNT in standard deviations, e.g. "
                              "'0:+2.5,3:-1' (from `ganplug directions`; in w after truncation, or in z)."),
     directions: Path = typer.Option(None, help="The directions file for --edit (default RUN/directions.safetensors)."),
@@ -127,28 +139,25 @@ def generate(
     if out is not None:  # before torch is imported: a refusal is instant
         _refuse_existing(out, force)
     from ganplug import ops
-    from ganplug.directions import default_path, parse_edits
-    from ganplug.directions import load as load_directions
+    from ganplug.directions import parse_edits
     from ganplug.sampling import make_grid, parse_seeds, save_image_atomic, to_pil
 
+    parse_edits(edit)  # an unreadable --edit is refused before the checkpoint loads
     if latent is not None:
-        if edit is not None:
-            raise UserError("--edit applies to seeds; --latent regenerates a saved latent as it is.")
+        if seeds is not None or n != 64 or seed != 0:
+            raise UserError("--latent draws the saved latent instead of seeds; drop --seeds, --n and --seed.")
         if out is None:
             raise UserError("--latent regenerates one image: give --out image.png, not --outdir.")
         model, rt = _load(ckpt, device, precision)
-        save_image_atomic(to_pil(_render_saved_latent(model, latent, rt)), out)
+        edits, found, _ = _edits_and_directions(model, edit, directions)
+        result = ops.generate_latent(model, rt, _read_saved_latent(model, latent), truncation=truncation,
+                                     noise=noise, tileable=tileable, edits=edits, directions=found)
+        save_image_atomic(to_pil(result.images[0]), out)
         typer.echo(f"wrote {out} from {latent}")
         return
     seed_list = parse_seeds(seeds) if seeds is not None else list(range(seed, seed + n))
-    edits = parse_edits(edit)
-    if directions is not None and not edits:
-        raise UserError("--directions chooses the file for --edit; give --edit K:AMOUNT too.")
     model, rt = _load(ckpt, device, precision)
-    found, found_at = None, None
-    if edits:
-        found_at = directions or default_path(model)
-        found = load_directions(found_at, model)
+    edits, found, found_at = _edits_and_directions(model, edit, directions)
     result = ops.generate(model, rt, seed_list, truncation=truncation, noise=noise, tileable=tileable,
                           batch_size=batch_size, edits=edits, directions=found)
     if found_at is not None:
@@ -174,6 +183,11 @@ def variations(
     truncation: float = typer.Option(1.0, callback=v.truncation, help="Truncation psi."),
     noise: str = typer.Option(None, help=NOISE_HELP),
     tileable: bool = typer.Option(False, help=TILE_HELP),
+    edit: str = typer.Option(None, help="Vary the edited image: K:AMOUNT along latent directions, as "
+                             "`generate --edit` (every variation is moved alike)."),
+    directions: Path = typer.Option(None, help="The directions file for --edit (default RUN/directions.safetensors)."),
+    latent: Path = typer.Option(None, help="Vary a latent.npy written by `ganplug project` instead of the seed's "
+                                "image; --seed then picks the variations."),
     batch_size: int = typer.Option(32, min=1, help="Images generated per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("fp32", help="fp32, bf16, fp16 or auto."),
@@ -181,10 +195,18 @@ def variations(
 ) -> None:
     """Images near one seed (the plugins' Variations): the same pixels as the server's /v1/variations."""
     from ganplug import ops
+    from ganplug.directions import parse_edits
 
+    parse_edits(edit)
     model, rt = _load(ckpt, device, precision)
+    edits, found, found_at = _edits_and_directions(model, edit, directions)
+    base = _read_saved_latent(model, latent) if latent is not None else None
     result = ops.variations(model, rt, seed, n, strength=strength, truncation=truncation, noise=noise,
-                            tileable=tileable, batch_size=batch_size)
+                            tileable=tileable, batch_size=batch_size, edits=edits, directions=found, latent=base)
+    if found_at is not None:
+        result.params["directions"] = str(found_at)
+    if latent is not None:
+        result.params["latent"] = str(latent)
     names = [f"seed{seed}-v{lab['variation']}.png" for lab in result.labels]
     _write_each(result.images, names, outdir, force, sidecar=outdir / "variations.json")
     _write_record(outdir / "variations.json", model, result, names)

@@ -165,6 +165,8 @@ def directions(
     seed: int = typer.Option(0, callback=v.seed, help="Seed of the sampled latents."),
     preview_seeds: str = typer.Option("0,1,2", callback=v.seed_list, help="Seeds shown in the preview sheet."),
     batch_size: int = typer.Option(256, min=1, help="Latents per forward pass."),
+    names: bool = typer.Option(False, "--names", help="Print the names given to the directions (Krita's Steer "
+                               "panel, or PUT /v1/models/NAME/directions/names) and exit; finds nothing."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     force: bool = typer.Option(False, help="Overwrite existing output files."),
 ) -> None:
@@ -173,6 +175,15 @@ def directions(
     from ganplug.progress import Bar
     from ganplug.sampling import parse_seeds, save_image_atomic
 
+    if names:
+        from ganplug.checkpoint import resolve_checkpoint
+
+        path = out or dirs.default_path_of(resolve_checkpoint(ckpt))
+        if not path.is_file():
+            raise UserError(f"{path} does not exist; make it with `ganplug directions {ckpt}`.")
+        for line in dirs.describe_names(path):
+            typer.echo(line)
+        return
     model, rt = _load(ckpt, device)
     space = dirs.space_of(model)  # refuses image-to-image models
     out = out or dirs.default_path(model)
@@ -183,7 +194,7 @@ def directions(
     with Bar("sampling", samples, unit="latent") as bar:
         found = dirs.find(model, n=n, samples=samples, seed=seed, batch_size=batch_size,
                           progress=lambda done, _total: bar.update(done))
-    dirs.save(found, out)
+    dirs.save(found, out)  # names given to an earlier file (directions.names.json) no longer apply to it
     with Bar("preview", found.count, unit="row") as bar:
         grid = _preview(model, rt, found, parse_seeds(preview_seeds), batch_size, bar)
     save_image_atomic(grid, sheet)

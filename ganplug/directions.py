@@ -326,3 +326,90 @@ def offset(directions: Directions, edits: Sequence[Edit]) -> Tensor:
     for k, s in edits:
         delta = delta + float(s) * directions.std[k] * directions.vectors[k]
     return delta
+
+
+# ----------------------------------------------------------------------------------- names
+
+NAMES_FORMAT = "ganplug-direction-names"
+NAMES_VERSION = 1
+NAME_MAX = 40  # characters a name
+
+
+def names_path(path: Path) -> Path:
+    """The names of a directions file live beside it: RUN/directions.names.json."""
+    return Path(path).with_suffix(".names.json")
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a directions file's bytes: names are tied to the file they were given for."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def summary(path: Path) -> tuple[int, str]:
+    """(count, space) of a directions file from its document alone (no tensors read)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            doc = json.loads((f.metadata() or {}).get(META_KEY, "null"))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path} is not a readable ganplug directions file ({e}); make it again with "
+                        "`ganplug directions RUN`.") from None
+    count = doc.get("count") if isinstance(doc, dict) else None
+    if doc is None or doc.get("format") != FORMAT or doc.get("space") not in ("w", "z") \
+            or not isinstance(count, int) or count < 1:
+        raise UserError(f"{path} is not a ganplug directions file (no {FORMAT!r} document).")
+    return count, doc["space"]
+
+
+def check_names(names: Sequence[Any], count: int) -> list[str]:
+    """Names for the first len(names) directions: strings of at most NAME_MAX printable characters ('' is
+    unnamed), at most `count` of them."""
+    if len(names) > count:
+        raise UserError(f"{len(names)} names given, but the directions file has {count} directions.")
+    for k, name in enumerate(names):
+        if not isinstance(name, str):
+            raise UserError(f"name {k} is not a string.")
+        if len(name) > NAME_MAX or not name.isprintable():
+            raise UserError(f"name {k} ({name[:NAME_MAX]!r}...) must be at most {NAME_MAX} printable characters "
+                            "(no tabs or line breaks).")
+    return list(names)
+
+
+def read_names(path: Path, count: int | None = None) -> list[str | None]:
+    """The names given to a directions file's directions (None = unnamed), one per direction. Names saved for
+    another version of the file (`ganplug directions --force` made it again) are not its names: all None."""
+    path = Path(path)
+    if count is None:
+        count, _ = summary(path)
+    out: list[str | None] = [None] * count
+    try:
+        doc = json.loads(names_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return out  # none saved yet (or a damaged file: the labels are lost, the directions are not)
+    if not isinstance(doc, dict) or doc.get("format") != NAMES_FORMAT or doc.get("directions_sha256") != \
+            file_sha256(path) or not isinstance(doc.get("names"), list):
+        return out
+    for k, name in enumerate(doc["names"][:count]):
+        if isinstance(name, str) and name and len(name) <= NAME_MAX and name.isprintable():
+            out[k] = name
+    return out
+
+
+def save_names(path: Path, names: Sequence[Any]) -> Path:
+    """Write the names of a directions file's first len(names) directions beside it, atomically, tied to the
+    file's SHA-256 (so they are not shown for a new directions file)."""
+    path = Path(path)
+    count, _ = summary(path)
+    names = check_names(names, count)
+    doc = {"format": NAMES_FORMAT, "format_version": NAMES_VERSION, "directions": path.name,
+           "directions_sha256": file_sha256(path), "count": count, "names": names}
+    return atomic_write_bytes(names_path(path), json.dumps(doc, indent=2).encode())
+
+
+def describe_names(path: Path) -> list[str]:
+    """One line per direction, 'K: name' (or 'K: (unnamed)'): what `ganplug directions RUN --names` prints."""
+    return [f"{k}: {name if name else '(unnamed)'}" for k, name in enumerate(read_names(path))]

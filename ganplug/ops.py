@@ -8,11 +8,13 @@ pixels in Krita, Blender, the web page and on the command line.
 Family choices live here and nowhere else: a style-based model morphs by lerp in w (StyleGAN's papers
 do), a z-only model by slerp in z; style mixing takes a set of style inputs from the rows; an edit along
 a latent direction (ganplug.directions) moves w after truncation (GANSpace edits after the mapping), or z
-before the generator's own truncation for z-only models.
+before the generator's own truncation for z-only models. A saved latent (`Latent`: a projection's w or z)
+takes a seed's place in `generate_latent` and `variations`, truncated and edited as a seed's would be.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +28,7 @@ from ganplug.checkpoint import LoadedModel
 from ganplug.device import Runtime
 from ganplug.directions import Directions, Edit, format_edits, offset
 from ganplug.errors import UserError
-from ganplug.latent import Projection, as_model_input, mix_grid_cells, parse_styles, style_mix
+from ganplug.latent import Projection, _noise_buffers, as_model_input, mix_grid_cells, parse_styles, style_mix
 from ganplug.latent import project as _project
 from ganplug.sampling import interpolation_latents, lerp, path_positions, slerp, to_uint8, z_from_seeds
 from ganplug.tiling import tileable as _tileable
@@ -52,6 +54,17 @@ class Mix(Images):
 
     row_images: Tensor | None = None
     col_images: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Latent:
+    """A latent to draw from instead of a seed (a projection's, or one sent back by a client): w
+    [num_ws, w_dim] for style-based models or z [z_dim], float32 on the CPU, plus the noise maps a
+    projection optimised with it (`ganplug project`'s noise.safetensors; style-based only)."""
+
+    values: Tensor
+    space: str
+    noise_maps: dict[str, Tensor] | None = None
 
 
 # ----------------------------------------------------------------------------------- shared steps
@@ -126,6 +139,60 @@ def edit_params(directions: Directions, edits: Sequence[Edit]) -> dict[str, Any]
             "directions_for": directions.meta.get("generator_sha256")}
 
 
+def latent_shape(model: LoadedModel, space: str) -> tuple[int, ...]:
+    """The shape of the model's latent in `space`: w [num_ws, w_dim] (style-based models) or z [z_dim]."""
+    require_seed_driven(model, "draw from a latent")
+    if space == "w":
+        if not model.spec.style_based:
+            raise UserError(f"a w latent needs a style-based model; this checkpoint is {model.spec.arch}, whose "
+                            f"latent is z ({model.spec.z_dim} numbers).")
+        return (int(model.spec.num_ws), int(model.G.w_dim))
+    if space == "z":
+        return (int(model.spec.z_dim),)
+    raise UserError(f"a latent's space is 'w' or 'z', not {space!r}.")
+
+
+def check_latent(model: LoadedModel, values: np.ndarray | Tensor, space: str,
+                 noise_maps: dict[str, Tensor] | None = None) -> Latent:
+    """A latent checked against the model: exactly its shape in `space`, finite numbers."""
+    arr = torch.as_tensor(np.asarray(values, dtype=np.float32)) if isinstance(values, np.ndarray) else values.float()
+    shape = latent_shape(model, space)
+    if tuple(arr.shape) != shape:
+        raise UserError(f"the latent has shape {list(arr.shape)}, but a {space} latent of this {model.spec.arch} "
+                        f"model has shape {list(shape)}; was it found with another model?")
+    if not bool(torch.isfinite(arr).all()):
+        raise UserError("the latent holds nan or infinite values.")
+    if noise_maps and space != "w":
+        raise UserError("noise maps go with a w latent of a style-based model, not a z latent.")
+    return Latent(arr.detach().cpu().contiguous(), space, noise_maps or None)
+
+
+def _truncate_w(G: torch.nn.Module, ws: Tensor, psi: float) -> Tensor:
+    """w_avg + psi (w - w_avg) on every style input, as the mapping truncates (a no-op at psi = 1)."""
+    return ws if psi == 1.0 else G.w_avg.to(ws.dtype).lerp(ws, psi)
+
+
+def _w_synthesis(model: LoadedModel, noise: str | None, latent: Latent) -> Callable[[Tensor], Tensor]:
+    """ws -> image, with the latent's own noise maps (const noise) when it has them."""
+    if not latent.noise_maps:
+        return _synthesis(model, noise)
+    if noise not in (None, "const"):
+        raise UserError(f"this latent comes with the noise maps it was projected with, which are const noise; "
+                        f"noise {noise!r} would replace them (move noise.safetensors away to use it).")
+    G = copy.deepcopy(model.G)
+    own = _noise_buffers(G)
+    for name, value in latent.noise_maps.items():
+        if name not in own or own[name].shape != value.shape:
+            raise UserError(f"the saved noise map {name} does not fit this generator; was it projected with "
+                            "another checkpoint?")
+        own[name].copy_(value)
+    return lambda ws: G.synthesis(ws, noise_mode="const")
+
+
+def _latent_params(latent: Latent) -> dict[str, Any]:
+    return {"latent_space": latent.space, "latent_noise_maps": bool(latent.noise_maps)}
+
+
 # ----------------------------------------------------------------------------------- seeds to images
 
 
@@ -149,6 +216,31 @@ def generate(model: LoadedModel, runtime: Runtime, seeds: Sequence[int], *, trun
     return Images(imgs, [{"seed": s} for s in seeds], params)
 
 
+def generate_latent(model: LoadedModel, runtime: Runtime, latent: Latent, *, truncation: float = 1.0,
+                    noise: str | None = None, tileable: bool = False, progress: Progress | None = None,
+                    edits: Sequence[Edit] = (), directions: Directions | None = None) -> Images:
+    """The image of one latent (from `check_latent`), with truncation and edits applied as for a seed's: a z
+    latent goes through G (which truncates z), a w latent is truncated toward w_avg, then edited, in w."""
+    if edits and directions is None:
+        raise UserError("edits need a directions file: make one with `ganplug directions RUN`.")
+    params: dict[str, Any] = {**_latent_params(latent), "truncation": truncation, "noise": noise,
+                              "tileable": tileable}
+    if edits:
+        params.update(edit_params(directions, edits))
+    if latent.space == "z":
+        fn = _edited(model, truncation, noise, directions, edits) if edits else _g(model, truncation, noise)
+    else:
+        G, synth = model.G, _w_synthesis(model, noise, latent)
+        delta = offset(directions, edits) if edits else None
+
+        def fn(ws: Tensor) -> Tensor:
+            ws = _truncate_w(G, ws, truncation)
+            return synth(ws if delta is None else ws + delta.to(ws.device, ws.dtype))
+
+    imgs = render(fn, latent.values[None], runtime, tileable=tileable, progress=progress)
+    return Images(imgs, [{}], params)
+
+
 def variation_seed(seed: int, index: int) -> int:
     """The noise seed of variation `index` of `seed` (deterministic, independent of the batch)."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
@@ -156,20 +248,45 @@ def variation_seed(seed: int, index: int) -> int:
 
 def variations(model: LoadedModel, runtime: Runtime, seed: int, count: int, *, strength: float = 0.3,
                truncation: float = 1.0, noise: str | None = None, tileable: bool = False, batch_size: int = 32,
-               progress: Progress | None = None) -> Images:
-    """Images near one seed: its z slerped toward variation k's own z by `strength` (0 = the seed's image)."""
+               progress: Progress | None = None, edits: Sequence[Edit] = (), directions: Directions | None = None,
+               latent: Latent | None = None) -> Images:
+    """Images near one seed: its z slerped toward variation k's own z by `strength` (0 = the seed's image).
+
+    `edits` move every variation along `directions` as `generate` moves a seed's image, so variations of an
+    edited image are edited variations. With `latent`, the latent is the image varied and `seed` only picks
+    the variations' own latents: a z latent is slerped toward them as a seed's z is; a w latent (truncated
+    toward w_avg) is lerped toward their truncated w."""
     require_seed_driven(model, "make variations")
     if not 0.0 <= strength <= 1.0:
         raise UserError(f"strength must be between 0 and 1, not {strength}.")
+    if edits and directions is None:
+        raise UserError("edits need a directions file: make one with `ganplug directions RUN`.")
     z_dim = model.spec.z_dim
-    base = z_from_seeds([seed], z_dim)
     away = z_from_seeds([variation_seed(seed, i) for i in range(1, count + 1)], z_dim)
-    z = slerp(base.expand_as(away), away, strength)
-    imgs = render(_g(model, truncation, noise), z, runtime, batch_size=batch_size, tileable=tileable,
-                  progress=progress)
-    return Images(imgs, [{"seed": seed, "variation": i} for i in range(1, count + 1)],
-                  {"seed": seed, "count": count, "strength": strength, "truncation": truncation, "noise": noise,
-                   "tileable": tileable})
+    params: dict[str, Any] = {"seed": seed, "count": count, "strength": strength, "truncation": truncation,
+                              "noise": noise, "tileable": tileable}
+    if edits:
+        params.update(edit_params(directions, edits))
+    if latent is not None:
+        params.update(_latent_params(latent))
+    if latent is None or latent.space == "z":
+        base = z_from_seeds([seed], z_dim) if latent is None else latent.values[None]
+        inputs = slerp(base.expand_as(away), away, strength)
+        fn = _edited(model, truncation, noise, directions, edits) if edits else _g(model, truncation, noise)
+    else:
+        G, synth = model.G, _w_synthesis(model, noise, latent)
+        device = next(G.parameters()).device
+        with torch.no_grad():
+            w_away = G.mapping(away.to(device), truncation=truncation)
+            w_base = _truncate_w(G, latent.values.to(device)[None], truncation)
+        inputs = lerp(w_base.expand_as(w_away), w_away, strength)
+        delta = offset(directions, edits) if edits else None
+
+        def fn(ws: Tensor) -> Tensor:
+            return synth(ws if delta is None else ws + delta.to(ws.device, ws.dtype))
+
+    imgs = render(fn, inputs, runtime, batch_size=batch_size, tileable=tileable, progress=progress)
+    return Images(imgs, [{"seed": seed, "variation": i} for i in range(1, count + 1)], params)
 
 
 def interpolation_ws(model: LoadedModel, seeds: Sequence[int], frames: int, *, truncation: float = 1.0,

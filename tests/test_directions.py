@@ -21,6 +21,7 @@ from ganplug import ops
 from ganplug.checkpoint import load_generator, save_training_checkpoint
 from ganplug.cli.app import main
 from ganplug.device import make_runtime
+from ganplug.errors import UserError
 from ganplug.models import build_models, config_from_dict
 from tests.conftest import tiny_config
 
@@ -217,3 +218,28 @@ def test_refusals_exit_2(runs, made, tmp_path, capsys):
     _fails(capsys, ["generate", sg, "--seed", "7", "--edit", "0:1", "--directions", tmp_path / "none.safetensors",
                     *out], "does not exist")
     assert not (tmp_path / "x.png").exists()
+
+
+# ----------------------------------------------------------------------------------- names
+
+
+def test_names_are_saved_beside_the_file_and_only_for_it(made, tmp_path, capsys):
+    """save_names/read_names round-trip; names of another file (same name, other bytes), a damaged names file
+    and names past the count are not shown; bad names are refused before anything is written."""
+    path = tmp_path / dirs.DEFAULT_NAME
+    path.write_bytes(made["stylegan"].read_bytes())
+    assert dirs.read_names(path) == [None] * 6
+    dirs.save_names(path, ["warm", "", "tall"])
+    assert dirs.names_path(path) == tmp_path / "directions.names.json"
+    assert dirs.read_names(path) == ["warm", None, "tall", None, None, None]
+    assert dirs.describe_names(path)[:2] == ["0: warm", "1: (unnamed)"]
+    for bad, words in ((["x"] * 7, "6 directions"), (["x" * 41], "40"), (["a\tb"], "printable"), ([3], "string")):
+        with pytest.raises(UserError, match=words):
+            dirs.save_names(path, bad)
+    assert dirs.read_names(path)[0] == "warm"  # the refused saves left the names as they were
+    other = dirs.read(path)
+    dirs.save(dirs.Directions(-other.vectors, other.std, other.mean, other.space, other.meta), path)
+    assert dirs.read_names(path) == [None] * 6  # made again: the old names are not its names
+    dirs.names_path(path).write_text("{damaged")
+    assert dirs.read_names(path) == [None] * 6
+    assert main(["directions", str(tmp_path / "nowhere"), "--names"]) == 2

@@ -68,14 +68,53 @@ class Server:
 
     def model_info(self, entry: ModelEntry) -> S.ModelInfo:
         spec = entry.spec
+        has_file = not spec.image_to_image and dirs.default_path_of(entry.path).is_file()
         supports = S.Supports(
             generate=not spec.image_to_image, truncation=not spec.image_to_image,
             variations=not spec.image_to_image, interpolate=not spec.image_to_image,
             style_mix=spec.style_based, translate=spec.image_to_image, project=spec.style_based,
-            edits=not spec.image_to_image and dirs.default_path_of(entry.path).is_file(),
+            edits=has_file,
         )
+        count = None
+        if has_file:
+            try:
+                count = dirs.summary(dirs.default_path_of(entry.path))[0]
+            except UserError:
+                pass  # a damaged file: listed as having edits (as before); using them says what is wrong
         return S.ModelInfo(name=entry.name, arch=spec.arch, size=spec.size, channels=spec.channels, z_dim=spec.z_dim,
-                           step=entry.step, loaded=self.cache.is_loaded(entry), supports=supports)
+                           step=entry.step, loaded=self.cache.is_loaded(entry), supports=supports, directions=count)
+
+    def directions_file(self, name: str):
+        """(entry, path) of a model's directions file: 404 `no_directions` when it has none, naming the fix."""
+        entry = self.catalog.resolve(name)
+        path = dirs.default_path_of(entry.path)
+        if entry.spec.image_to_image:
+            raise ApiError(404, "no_directions", f"model {name!r} is an image-to-image ({entry.spec.arch}) model: "
+                                                 "it has no latent space, so no directions.")
+        if not path.is_file():
+            raise ApiError(404, "no_directions", f"model {name!r} has no directions file ({dirs.DEFAULT_NAME} in its "
+                                                 "run folder); make one with `ganplug directions RUN`.")
+        return entry, path
+
+    def directions_info(self, name: str) -> S.DirectionsInfo:
+        _, path = self.directions_file(name)
+        try:
+            count, space = dirs.summary(path)
+            return S.DirectionsInfo(count=count, space=space, names=dirs.read_names(path, count))
+        except UserError as e:
+            reason = str(e).replace(str(path.parent), "RUN")  # clients see names, not this machine's paths
+            raise ApiError(422, "bad_directions", f"model {name!r}: {reason}") from None
+
+    def save_direction_names(self, name: str, names: list[str]) -> S.DirectionsInfo:
+        _, path = self.directions_file(name)
+        try:
+            dirs.save_names(path, names)
+        except UserError as e:
+            raise ApiError(422, "bad_names", f"model {name!r}: " + str(e).replace(str(path.parent), "RUN")) from None
+        except OSError as e:
+            raise ApiError(422, "not_saved", f"model {name!r}: could not save the names beside its directions file "
+                                             f"({e.strerror or e}).") from None
+        return self.directions_info(name)
 
     def loaded(self, entry: ModelEntry):
         """The entry's generator; a file whose weights do not load becomes unusable, with its reason."""
@@ -314,6 +353,16 @@ def _api(server: Server) -> APIRouter:
         usable = [server.model_info(e) for e in server.catalog.entries().values()]
         unusable = [S.UnusableModel(name=u.name, reason=u.reason) for u in server.catalog.unusable().values()]
         return S.ModelList(models=usable, unusable=unusable)
+
+    @v1.get("/models/{name}/directions", response_model=S.DirectionsInfo, tags=["models"])
+    def directions(name: str) -> S.DirectionsInfo:
+        """The model's latent directions (for `edits`): how many, their space and the names given to them."""
+        return server.directions_info(name)
+
+    @v1.put("/models/{name}/directions/names", response_model=S.DirectionsInfo, tags=["models"])
+    def direction_names(name: str, body: S.DirectionNames) -> S.DirectionsInfo:
+        """Name the directions (saved beside the run's directions file, for this version of it)."""
+        return server.save_direction_names(name, body.names)
 
     def add_kind(kind: str, req_cls: type) -> None:
         async def run_sync(req, format=Query("json")):

@@ -8,11 +8,15 @@ stops.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ganplug import ops
@@ -108,7 +112,34 @@ def _require_noise_fits(work: Work, req: S._Output) -> None:
                                              "inputs; `noise` applies to style-based models.")
 
 
-def _edits_of(work: Work, req: S.GenerateRequest) -> tuple[list[Edit], Directions | None]:
+def latent_to_wire(latent: torch.Tensor, space: str) -> dict:
+    """A latent as `params.latent`: {space, shape, dtype float32, data: base64 of little-endian bytes}."""
+    arr = np.ascontiguousarray(latent.detach().cpu().float().numpy(), dtype="<f4")
+    return {"space": space, "shape": list(arr.shape), "dtype": "float32", "data": b64(arr.tobytes())}
+
+
+def latent_from_wire(work: Work, wire: S.Latent) -> ops.Latent:
+    """The request's latent, decoded and checked against the model: 422 `bad_latent` with the reason."""
+    def bad(why: str) -> ApiError:
+        return ApiError(422, "bad_latent", f"latent: {why}")
+
+    count = math.prod(wire.shape)
+    if count > S.MAX_LATENT_VALUES:
+        raise bad(f"shape {wire.shape} holds {count} numbers, over this server's limit of {S.MAX_LATENT_VALUES}.")
+    try:
+        raw = base64.b64decode(wire.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("`data` is not valid base64.") from None
+    if len(raw) != 4 * count:
+        raise bad(f"`data` holds {len(raw)} bytes, but shape {wire.shape} of float32 needs {4 * count}.")
+    arr = np.frombuffer(raw, dtype="<f4").reshape(wire.shape).astype(np.float32)
+    try:
+        return ops.check_latent(work.loaded, arr, wire.space)
+    except UserError as e:
+        raise bad(str(e)) from None
+
+
+def _edits_of(work: Work, req: S.GenerateRequest | S.VariationsRequest) -> tuple[list[Edit], Directions | None]:
     """The request's edits and the directions they move along, checked: 422 for a model without a directions
     file, a direction it does not have or an unreadable edit string."""
     raw = req.edits if isinstance(req.edits, str) or req.edits is None else [e.model_dump() for e in req.edits]
@@ -125,11 +156,23 @@ def _edits_of(work: Work, req: S.GenerateRequest) -> tuple[list[Edit], Direction
     return edits, found
 
 
+def _edit_echo(edits: list[Edit], found: Directions | None) -> dict:
+    return {"edits": format_edits(edits), "edit_space": found.space} if found is not None else {}
+
+
 def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
     _require_seed_driven(work, "generate")
     _require_noise_fits(work, req)
     edits, found = _edits_of(work, req)
     t0 = time.perf_counter()
+    if req.latent is not None:
+        latent = latent_from_wire(work, req.latent)
+        output_size(req, work.loaded.spec.size, 1, work.settings)
+        opts = _opts(work, req, "generating 1 image from a latent")
+        opts.pop("batch_size")
+        result = ops.generate_latent(work.loaded, work.runtime, latent, edits=edits, directions=found, **opts)
+        images = _encode(work, result, req, lambda m: f"{work.model_name} latent ({latent.space})")
+        return _response(work, "generate", req, images, t0, **_edit_echo(edits, found))
     if req.seeds:
         seeds = list(req.seeds)
     else:
@@ -140,20 +183,22 @@ def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
     result = ops.generate(work.loaded, work.runtime, seeds, edits=edits, directions=found,
                           **_opts(work, req, f"generating {len(seeds)} image(s)"))
     images = _encode(work, result, req, lambda m: f"{work.model_name} #{m['seed']}")
-    extra = {"edits": format_edits(edits), "edit_space": found.space} if found is not None else {}
-    return _response(work, "generate", req, images, t0, seeds=seeds, **extra)
+    return _response(work, "generate", req, images, t0, seeds=seeds, **_edit_echo(edits, found))
 
 
 def run_variations(work: Work, req: S.VariationsRequest) -> S.ImagesResponse:
     _require_seed_driven(work, "make variations")
     _require_noise_fits(work, req)
+    edits, found = _edits_of(work, req)
     t0 = time.perf_counter()
     check_count(req.count, work.settings.max_batch, "variations")
     output_size(req, work.loaded.spec.size, req.count, work.settings)
-    result = ops.variations(work.loaded, work.runtime, req.seed, req.count, strength=req.strength,
+    latent = latent_from_wire(work, req.latent) if req.latent is not None else None
+    result = ops.variations(work.loaded, work.runtime, req.seed, req.count, strength=req.strength, edits=edits,
+                            directions=found, latent=latent,
                             **_opts(work, req, f"generating {req.count} variation(s)"))
     images = _encode(work, result, req, lambda m: f"{work.model_name} #{m['seed']} v{m['variation']}")
-    return _response(work, "variations", req, images, t0)
+    return _response(work, "variations", req, images, t0, **_edit_echo(edits, found))
 
 
 def run_interpolate(work: Work, req: S.InterpolateRequest) -> S.ImagesResponse:
@@ -234,11 +279,13 @@ def run_project(work: Work, req: S.ProjectRequest) -> S.ImagesResponse:
     def on_step(step: int, loss: float) -> None:  # also where a cancelled job stops
         work.ctx.progress((step + 1) / req.steps, f"projecting: step {step + 1}/{req.steps}, loss {loss:.4f}")
 
-    result = ops.project(work.loaded, work.runtime, target, steps=req.steps, seed=req.seed, progress=on_step)
+    result = ops.project(work.loaded, work.runtime, target, steps=req.steps, seed=req.seed,
+                         optimize_noise=req.optimize_noise, progress=on_step)
     one = ops.Images(result.image[None], [{}])
     images = _encode(work, one, req.model_copy(update={"tileable": False}),
                      lambda m: f"{work.model_name} projection ({result.loss_name})")
-    return _response(work, "project", req, images, t0, loss=result.losses[-1], loss_note=result.loss_note)
+    return _response(work, "project", req, images, t0, loss=result.losses[-1], loss_note=result.loss_note,
+                     latent=latent_to_wire(result.latent, result.space))
 
 
 RUNNERS: dict[str, Callable[[Work, S._Output], S.ImagesResponse]] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ganplug.serve.settings import ServeSettings
 
@@ -53,6 +53,24 @@ Edits = Annotated[
 ]
 
 
+MAX_LATENT_VALUES = 1 << 16  # numbers in one latent (StyleGAN at 1024 px: 18 x 512 = 9216)
+MAX_LATENT_B64 = 4 * ((MAX_LATENT_VALUES * 4 + 2) // 3)  # base64 characters of that many float32
+DIRECTION_NAME_MAX = 40  # characters; ganplug.directions.NAME_MAX
+MAX_DIRECTIONS = 512  # `ganplug directions --n` at most
+
+
+class Latent(_Strict):
+    """A latent as the server gives it (a projection's `params.latent`) and takes it back (`latent` on
+    /v1/generate and /v1/variations): little-endian float32 numbers, base64-encoded."""
+
+    space: Literal["w", "z"] = Field(description="w [num_ws, w_dim] (style-based models) or z [z_dim].")
+    shape: list[Annotated[int, Field(ge=1, le=MAX_LATENT_VALUES)]] = Field(
+        min_length=1, max_length=2, description="Must be the model's latent shape in `space`.")
+    dtype: Literal["float32"] = "float32"
+    data: str = Field(min_length=1, max_length=MAX_LATENT_B64,
+                      description=f"Base64 of the little-endian float32 numbers (at most {MAX_LATENT_VALUES}).")
+
+
 class _Output(_Strict):
     """Options every request has (its subclasses are made per server by `request_models`)."""
 
@@ -81,12 +99,24 @@ def request_models(limits: ServeSettings) -> dict[str, type[_Output]]:
                                          description="Explicit seeds (one image each).")
         count: int = Field(1, ge=1, le=most_images, description="Images to make when `seeds` is omitted.")
         seed: Seed | None = Field(None, description="First of `count` consecutive seeds; omitted = random.")
+        latent: Latent | None = Field(None, description="One image of this latent (a projection's `params.latent`) "
+                                                        "instead of seeds; `edits` and `truncation` apply alike.")
         edits: Edits = None
 
+        @model_validator(mode="after")
+        def _one_source(self):
+            if self.latent is not None and (self.seeds is not None or self.seed is not None
+                                            or "count" in self.model_fields_set):
+                raise ValueError("give `latent` or seeds (`seeds`, or `count` and `seed`), not both")
+            return self
+
     class VariationsRequest(SeedOutput):
-        seed: Seed
+        seed: Seed = Field(description="The seed whose image to vary; with `latent`, the seed of the variations.")
         count: int = Field(min(4, most_images), ge=1, le=most_images)
         strength: float = Field(0.3, ge=0.0, le=1.0, description="0 = the seed's own image, 1 = unrelated images.")
+        latent: Latent | None = Field(None, description="Vary this latent's image instead of the seed's.")
+        edits: Edits = Field(None, description="Vary the edited image: every variation moved as /v1/generate's "
+                                               "`edits` move a seed's image.")
 
     class InterpolateRequest(SeedOutput):
         seeds: list[Seed] = Field(min_length=2, max_length=max(2, min(MAX_SEED_LIST, most_frames)))
@@ -112,6 +142,9 @@ def request_models(limits: ServeSettings) -> dict[str, type[_Output]]:
                            min_length=1)
         steps: int = Field(200, ge=1, le=5000)
         seed: Seed = 0
+        optimize_noise: bool = Field(True, description="Also fit the noise maps (`ganplug project --noise`). The "
+                                                       "result's `params.latent` carries w only, so only with false "
+                                                       "does generating from it give the projected image exactly.")
 
     return {"generate": GenerateRequest, "variations": VariationsRequest, "interpolate": InterpolateRequest,
             "stylemix": StyleMixRequest, "translate": TranslateRequest, "project": ProjectRequest}
@@ -167,6 +200,22 @@ class ModelInfo(BaseModel):
     step: int | None = None
     loaded: bool = False
     supports: Supports
+    directions: int | None = Field(None, description="Directions in its directions file; null when it has none.")
+
+
+class DirectionsInfo(BaseModel):
+    count: int = Field(description="Directions in the model's directions file (`edits` take 0..count-1).")
+    space: Literal["w", "z"]
+    names: list[str | None] = Field(description="One per direction: the name given to it, or null.")
+
+
+DirectionName = Annotated[str, Field(max_length=DIRECTION_NAME_MAX,
+                                     description="At most 40 printable characters; '' = unnamed.")]
+
+
+class DirectionNames(_Strict):
+    names: list[DirectionName] = Field(max_length=MAX_DIRECTIONS,
+                                       description="Names of directions 0, 1, ...: at most the file's count.")
 
 
 class UnusableModel(BaseModel):

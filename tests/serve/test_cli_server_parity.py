@@ -215,3 +215,114 @@ def test_edits_need_a_directions_file(tmp_path, runs):
         assert r.status_code == 422, r.text
         assert "ganplug directions" in r.json()["error"]
         assert c.post("/v1/generate", json={"model": "bare", "seeds": [1]}).status_code == 200
+
+
+# ----------------------------------------------------------------------------------- latents
+
+
+def _wire(arr: np.ndarray, space: str) -> dict:
+    """A latent as the server gives and takes it: little-endian float32, base64."""
+    return {"space": space, "shape": list(arr.shape), "dtype": "float32",
+            "data": base64.b64encode(np.ascontiguousarray(arr, dtype="<f4").tobytes()).decode()}
+
+
+def _latent_file(runs, family: str, folder: Path) -> tuple[Path, np.ndarray, str]:
+    """A latent.npy of the model's latent shape (w for StyleGAN, z for DCGAN), alone in its folder (no
+    noise.safetensors or projection.json beside it: the server's latent carries no noise maps either)."""
+    from ganplug.checkpoint import load_generator
+
+    model = load_generator(runs[family], device="cpu")
+    rng = np.random.default_rng(11)
+    space = "w" if family == "stylegan" else "z"
+    shape = (model.spec.num_ws, model.G.w_dim) if space == "w" else (model.spec.z_dim,)
+    arr = (rng.standard_normal(shape) * (0.5 if space == "w" else 1.0)).astype(np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "latent.npy", arr)
+    return folder / "latent.npy", arr, space
+
+
+# (family, CLI options, request options) for a latent: truncation, edits and noise apply as for a seed
+FROM_LATENT = [
+    ("stylegan", [], {}),
+    ("stylegan", ["--truncation", "0.6", "--edit", "0:+2.5,3:-1", "--noise", "none"],
+     {"truncation": 0.6, "edits": "0:+2.5,3:-1", "noise": "none"}),
+    ("dcgan", [], {}),
+    ("dcgan", ["--truncation", "0.7", "--edit", "1:-2", "--tileable"],
+     {"truncation": 0.7, "edits": [{"direction": 1, "amount": -2}], "tileable": True}),
+]
+
+
+@pytest.mark.parametrize("family,cli_opts,body", FROM_LATENT)
+def test_generate_from_a_latent(runs, client, directions, tmp_path, family, cli_opts, body):
+    """`generate --latent latent.npy` and /v1/generate's `latent` draw the same pixels, options included."""
+    path, arr, space = _latent_file(runs, family, tmp_path / "proj")
+    _cli("generate", runs[family], "--latent", path, "--out", tmp_path / "cli.png", *cli_opts, *CPU)
+    served = _served(client, "generate", {"model": family, "latent": _wire(arr, space), **body})
+    _same([np.asarray(Image.open(tmp_path / "cli.png"))], served)
+    if body:  # the options did something: the plain latent's image differs
+        plain = _served(client, "generate", {"model": family, "latent": _wire(arr, space)})
+        assert not np.array_equal(plain[0], served[0])
+
+
+def test_a_projection_latent_round_trips(runs, client, tmp_path, monkeypatch):
+    """/v1/project's `params.latent` is the projection's w (the CLI's latent.npy, to float32 rounding of the two
+    runtimes' convolutions); sent back to /v1/generate it draws exactly the projected image (noise maps not
+    fitted), and `generate --latent` of it as a latent.npy draws the same pixels."""
+    for var in ("GANPLUG_WEIGHTS", "HOME", "TORCH_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / "no-weights"))
+    src = _sketch(tmp_path / "target.png")
+    _cli("project", runs["stylegan"], src, "--steps", "3", "--no-noise", "--out", tmp_path / "proj", *CPU)
+    image = base64.b64encode(src.read_bytes()).decode()
+    r = client.post("/v1/project", json={"model": "stylegan", "image": image, "steps": 3, "optimize_noise": False})
+    assert r.status_code == 200, r.text
+    latent = r.json()["params"]["latent"]
+    saved = np.load(tmp_path / "proj" / "latent.npy")
+    assert latent["space"] == "w" and latent["dtype"] == "float32" and latent["shape"] == list(saved.shape)
+    served_w = np.frombuffer(base64.b64decode(latent["data"]), "<f4").reshape(saved.shape)
+    np.testing.assert_allclose(served_w, saved, atol=1e-4)
+    projected = _decode(r.json()["images"][0]["png"])
+    again = _served(client, "generate", {"model": "stylegan", "latent": latent})
+    _same([projected], again)
+    (tmp_path / "mine").mkdir()
+    np.save(tmp_path / "mine" / "latent.npy", served_w)
+    _cli("generate", runs["stylegan"], "--latent", tmp_path / "mine" / "latent.npy", "--out", tmp_path / "a.png",
+         *CPU)
+    _same([np.asarray(Image.open(tmp_path / "a.png"))], again)
+    # with the noise maps fitted (the default) the latent is still returned, for steering
+    r = client.post("/v1/project", json={"model": "stylegan", "image": image, "steps": 2})
+    assert r.status_code == 200 and r.json()["params"]["latent"]["shape"] == list(saved.shape)
+
+
+# (family, CLI options, request options): variations of an edited image
+VARIED = [
+    ("dcgan", ["--edit", "0:+2.5,3:-1"], {"edits": "0:+2.5,3:-1"}),
+    ("stylegan", ["--edit", "2:+1.5", "--truncation", "0.6"], {"edits": [{"direction": 2, "amount": 1.5}],
+                                                               "truncation": 0.6}),
+]
+
+
+@pytest.mark.parametrize("family,cli_opts,body", VARIED)
+def test_variations_with_edits(runs, client, directions, tmp_path, family, cli_opts, body):
+    """`variations --edit` and /v1/variations' `edits`: the same pixels, not those of the plain variations."""
+    _cli("variations", runs[family], "--seed", "7", "--n", "3", "--strength", "0.4", "--outdir", tmp_path,
+         *cli_opts, *CPU)
+    req = {"model": family, "seed": 7, "count": 3, "strength": 0.4, **body}
+    served = _served(client, "variations", req)
+    _same(_written(tmp_path), served)
+    assert client.post("/v1/variations", json=req).json()["params"]["edits"] == cli_opts[1]
+    plain = _served(client, "variations", {k: v for k, v in req.items() if k != "edits"})
+    assert all(not np.array_equal(a, b) for a, b in zip(plain, served, strict=True))
+
+
+@pytest.mark.parametrize("family,cli_opts,body", [
+    ("stylegan", ["--edit", "0:+2"], {"edits": "0:+2"}), ("dcgan", ["--truncation", "0.8"], {"truncation": 0.8})])
+def test_variations_of_a_latent(runs, client, directions, tmp_path, family, cli_opts, body):
+    """`variations --latent` and /v1/variations' `latent` vary the latent's image alike."""
+    path, arr, space = _latent_file(runs, family, tmp_path / "proj")
+    _cli("variations", runs[family], "--latent", path, "--seed", "5", "--n", "2", "--strength", "0.3",
+         "--outdir", tmp_path / "out", *cli_opts, *CPU)
+    req = {"model": family, "latent": _wire(arr, space), "seed": 5, "count": 2, "strength": 0.3, **body}
+    _same(_written(tmp_path / "out"), _served(client, "variations", req))
+    if space == "w":  # strength 0: the latent's own image, as /v1/generate draws it
+        gen = _served(client, "generate", {"model": family, "latent": _wire(arr, space), **body})
+        _same(gen, _served(client, "variations", {**req, "count": 1, "strength": 0.0}))

@@ -92,12 +92,13 @@ class Client:
         return self._request("DELETE", "/v1/jobs/" + job_id)
 
     def directions(self, model):
-        """GET /v1/models/{model}/directions -> {"count", "space", "names"}: not in the server yet (proposed with
-        the Krita Steer panel); until then a ServerError with status 404, and plugins keep names themselves."""
+        """GET /v1/models/{model}/directions -> {"count", "space", "names": [name or None, ...]}; a ServerError
+        with status 404 (code `no_directions`) when the model has no directions file."""
         return self._request("GET", "/v1/models/" + urllib.parse.quote(model, safe="") + "/directions")
 
     def save_direction_names(self, model, names):
-        """PUT /v1/models/{model}/directions/names {"names": [...]}: the names saved beside the run (proposed)."""
+        """PUT /v1/models/{model}/directions/names {"names": [...]}: names of directions 0, 1, ... saved beside
+        the run ('' = unnamed); it replaces all of them, so send every name. Returns the new directions info."""
         return self._request("PUT", "/v1/models/" + urllib.parse.quote(model, safe="") + "/directions/names",
                              {"names": list(names)})
 

@@ -1,6 +1,8 @@
 """What made a layer survives Krita: generate (an RGBA model too), steer and keep in one kritarunner, save the
-.kra, quit; a second kritarunner opens it and regenerates every layer from the document alone. Real Krita,
-real `ganplug serve`, untrained 32 px DCGANs (one RGBA, one with a directions file) made for this module."""
+.kra, quit; a second kritarunner opens it and regenerates every layer from the document alone. The same for a
+layer found in the model (Find in model): its latent is in the document, so it regenerates, steers and varies
+after reopening too. Real Krita, real `ganplug serve`, untrained 32 px models made for this module: DCGANs (one
+RGBA, one with a directions file) and a StyleGAN with a directions file."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+import urllib.request
 
 import numpy as np
 import pytest
@@ -88,6 +91,8 @@ def main(*args):
     report["with_preview"] = len(doc.rootNode().childNodes()) - len(before)
     panel.discard()
     report["after_discard"] = [n.name() for n in doc.rootNode().childNodes()] == before
+    # Variations of the steered layer are steered variations (its edits go with them)
+    _dump(document.variations(doc, api, state.Settings(count=2, strength=0.5), node=kept)[1], "kept_var.bgra")
     report["rgba_bound"] = panel.bind(doc, rgba)
     report["rgba_says"] = docker.status.text()
     report["uids"] = {k: document.uid_of(n) for k, n in (("rgba", rgba), ("base", base), ("var", var),
@@ -162,7 +167,7 @@ FIND = COMMON + r'''
 def main(*args):
     from krita import Krita
     from PyQt5.QtCore import QByteArray
-    from ganplug_krita import document, state
+    from ganplug_krita import document, provenance, state
     from ganplug_krita import ganplug_client as client
     from ganplug_krita.docker import GanplugDocker
 
@@ -175,11 +180,11 @@ def main(*args):
     report = {}
     progress = []
     found = document.find_in_model(doc, api, state.Settings(model="style32", seed=3, project_steps=30), node=sketch,
-                                   on_progress=lambda f, m: progress.append(f))
+                                   on_progress=lambda f, m: progress.append(f))[0]
     report["progress"] = progress
-    report["found_name"] = found[0].name()
-    report["found"] = document.provenance_of(doc, found[0]).to_dict()
-    _dump(found[0], "found.bgra")
+    report["found_name"] = found.name()
+    report["found"] = document.provenance_of(doc, found).to_dict()
+    _dump(found, "found.bgra")
     layers = len(doc.rootNode().childNodes())
     seen = []
     try:
@@ -201,29 +206,53 @@ def main(*args):
         document.find_in_model(doc, api, state.Settings(model="steer32"), node=sketch)
     except client.ServerError as e:
         report["refused"] = str(e)
-    try:
-        document.regenerate(doc, api, node=found[0])
-    except client.ServerError as e:
-        report["regenerate"] = str(e)
+
+    # Regenerate: the found latent alone makes the found layer again
+    again = document.regenerate(doc, api, node=found)[0]
+    report["again_name"] = again.name()
+    _dump(again, "found_again.bgra")
+
+    # Steer: sliders around the found latent, Keep
     app.writeSetting("ganplug", "settings", state.Settings(server_url=os.environ["GANPLUG_URL"]).to_json())
     docker = GanplugDocker()
-    report["steer_bound"] = docker.steer.bind(doc, found[0])
+    panel = docker.steer
+    doc.setActiveNode(found)
+    report["steer_bound"] = panel.bind(doc, found)
     report["steer_says"] = docker.status.text()
+    shown = []
+    panel.shown.connect(lambda seq, t: shown.append(seq))
+    panel.rows[0][1].setValue(150)
+    _wait(lambda: not panel.sched.busy and shown)
+    _dump(panel.session["preview"], "found_preview.bgra")
+    kept = panel.keep()
+    panel.discard()
+    report["kept_name"] = kept.name()
+    _dump(kept, "found_kept.bgra")
+
+    # Variations around the found latent, and around the steered one (with its edits)
+    var = document.variations(doc, api, state.Settings(count=2, strength=0.5), node=found)[1]
+    kvar = document.variations(doc, api, state.Settings(count=2, strength=0.5), node=kept)[1]
+    report["var_name"], report["kvar_name"] = var.name(), kvar.name()
+    _dump(var, "found_var.bgra")
+    _dump(kvar, "found_kvar.bgra")
+    # a layer whose record is gone (pasted from another document: only its name) is refused, not guessed
+    report["no_latent"] = provenance.resolve("{pasted}", found.name(), {}).kind
 
     # the docker's own job path: QTimer polling into the progress bar, then the layer; and its Cancel
     rect = (0, 0, 96, 64)
     png = document.layer_png_b64(doc, sketch, rect)
     bar = []
     docker.progress.valueChanged.connect(bar.append)
+    before = {document.uid_of(n) for n in doc.rootNode().childNodes()}
     docker._start("project", state.project_request(state.Settings(model="style32", seed=3, project_steps=30),
                                                    png, 96, 64), rect, above=sketch, base_seed=3, doc=doc)
     _wait(lambda: docker.job is None)
     report["docker_bar"] = list(bar)
     report["docker_says"] = docker.status.text()
-    same = [n for n in doc.rootNode().childNodes() if n.name() == found[0].name() and n != found[0]]
-    report["docker_layers"] = len(same)
-    report["docker_same_pixels"] = bool(same) and bytes(same[-1].pixelData(0, 0, 96, 64)) == bytes(
-        found[0].pixelData(0, 0, 96, 64))
+    new = [n for n in doc.rootNode().childNodes() if document.uid_of(n) not in before]
+    report["docker_layers"] = [n.name() for n in new]
+    report["docker_same_pixels"] = bool(new) and bytes(new[0].pixelData(0, 0, 96, 64)) == bytes(
+        found.pixelData(0, 0, 96, 64))
     layers = len(doc.rootNode().childNodes())
     docker._start("project", state.project_request(state.Settings(model="style32", project_steps=5000), png, 96, 64),
                   rect, above=sketch, doc=doc)
@@ -233,7 +262,50 @@ def main(*args):
     time.sleep(0.5)
     report["docker_cancel"] = [docker.job is None, docker.status.text(), api.job(job_id)["state"],
                                len(doc.rootNode().childNodes()) - layers]
+    report["uids"] = {k: document.uid_of(n) for k, n in (("found", found), ("kept", kept), ("var", var),
+                                                          ("kvar", kvar))}
+    doc.setBatchmode(True)
+    report["saved"] = doc.saveAs(_out("found.kra"))
+    doc.close()
     json.dump(report, open(_out("find.json"), "w"))
+'''
+
+FIND_REOPEN = COMMON + r'''
+def main(*args):
+    from krita import Krita
+    from ganplug_krita import document, state
+    from ganplug_krita import ganplug_client as client
+    from ganplug_krita.docker import GanplugDocker
+
+    app = Krita.instance()
+    api = client.Client(os.environ["GANPLUG_URL"])
+    uids = json.load(open(_out("find.json")))["uids"]
+    doc = app.openDocument(_out("found.kra"))
+    by_uid = {document.uid_of(n): n for n in document.all_nodes(doc)}
+    report = {"present": sorted(k for k, u in uids.items() if u in by_uid)}
+    for key in ("found", "kept", "var", "kvar"):
+        node = by_uid[uids[key]]
+        report[key] = document.provenance_of(doc, node).to_dict()
+        again = document.regenerate(doc, api, node=node)[0]
+        report[key + "_same"] = bytes(again.pixelData(0, 0, 96, 64)) == bytes(node.pixelData(0, 0, 96, 64))
+        _dump(again, key + "_reopened.bgra")
+    found, kept = by_uid[uids["found"]], by_uid[uids["kept"]]
+    _dump(document.variations(doc, api, state.Settings(count=2, strength=0.5), node=found)[1], "var_reopened2.bgra")
+
+    app.writeSetting("ganplug", "settings", state.Settings(server_url=os.environ["GANPLUG_URL"]).to_json())
+    panel = GanplugDocker().steer
+    doc.setActiveNode(kept)
+    panel.bind(doc, kept)
+    report["kept_positions"] = panel.positions()  # the sliders show the kept layer's edits
+    doc.setActiveNode(found)
+    report["steer_bound"] = panel.bind(doc, found)
+    shown = []
+    panel.shown.connect(lambda seq, t: shown.append(seq))
+    panel.rows[1][1].setValue(-100)
+    _wait(lambda: not panel.sched.busy and shown)
+    _dump(panel.session["preview"], "steer_reopened.bgra")
+    panel.discard()
+    json.dump(report, open(_out("find_reopen.json"), "w"))
 '''
 
 
@@ -248,6 +320,7 @@ def steer_server(tmp_path_factory):
 
     write_untrained_run(root / "style32", arch="stylegan", size=32, z_dim=16, w_dim=16, mapping_layers=2,
                         capacity=0.05, channel_max=32)
+    write_directions(root / "style32")
     server = start_server([root / "rgba32", root / "steer32", root / "style32"], root / "serve.log")
     yield server
     server.proc.terminate()
@@ -292,7 +365,7 @@ def test_layers_regenerate_from_the_saved_document_after_krita_restarts(steer_se
     assert rgba[..., 3].min() < 64 and rgba[..., 3].max() > 192, "the RGBA model's alpha did not come through"
 
     # Steer: the first move was sent at once, the second replaced by the third before it was sent
-    assert made["bound"] is True and made["visible_sliders"] == 4  # the count read from the server's refusal
+    assert made["bound"] is True and made["visible_sliders"] == 4  # the count GET /v1/models lists
     assert made["in_flight_after_moves"] == 1 and made["replaced"] == 1 and made["shown"] == [1, 3]
     assert made["preview_name"] == "ganplug steer preview"
     steered = _served(steer_server, {"model": "steer32", "seeds": [21], "truncation": 0.8,
@@ -310,7 +383,14 @@ def test_layers_regenerate_from_the_saved_document_after_krita_restarts(steer_se
     assert made["sidecar"]["format"] == "ganplug-krita-provenance" and made["saved"] is True
     assert layers[made["uids"]["var"]]["strength"] == 0.5 and layers[made["uids"]["kept"]]["edits"] == [
         {"direction": 0, "amount": 2.0}, {"direction": 2, "amount": -1.0}]
-    assert set(made["uids"].values()) <= set(layers) and len(layers) == 5  # rgba, base, 2 variations, kept
+    assert set(made["uids"].values()) <= set(layers) and len(layers) == 7  # rgba, base, kept, 2 + 2 variations
+    with urllib.request.urlopen(steer_server.url + "/v1/models/steer32/directions") as r:
+        assert json.loads(r.read())["names"] == ["brightness", None, None, None]  # saved beside the run
+    kept_var = steer_server.post("/v1/variations", {
+        "model": "steer32", "seed": 21, "count": 2, "strength": 0.5, "truncation": 0.8, "width": W, "height": H,
+        "edits": [{"direction": 0, "amount": 2.0}, {"direction": 2, "amount": -1.0}]})["images"][1]["png"]
+    np.testing.assert_array_equal(_rgba(tmp_path / "kept_var.bgra"),
+                                  np.asarray(Image.open(io.BytesIO(base64.b64decode(kept_var))).convert("RGBA")))
 
     # a new Krita opens the .kra and makes every layer again from the document alone
     again = _run_krita(tmp_path, "reopen", REOPEN, steer_server.url)
@@ -327,7 +407,16 @@ def test_layers_regenerate_from_the_saved_document_after_krita_restarts(steer_se
     np.testing.assert_array_equal(_rgba(tmp_path / "var_again.bgra"), var_ref)
 
 
-def test_find_in_model_projects_the_layer_with_progress_and_cancel(steer_server, tmp_path):
+def _latent_body(latent):
+    return {"model": "style32", "latent": latent}
+
+
+def _served_variation(server, body, index=1):
+    served = server.post("/v1/variations", {"count": 2, "strength": 0.5, "width": W, "height": H, **body})
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(served["images"][index]["png"]))).convert("RGBA"))
+
+
+def test_find_in_model_then_regenerate_steer_and_vary_the_found_latent_after_reopening(steer_server, tmp_path):
     require_app("kritarunner")
     yy, xx = np.mgrid[0:H, 0:W]
     sketch = np.stack([xx * 255 // (W - 1), yy * 255 // (H - 1), 255 - xx * 255 // (W - 1),
@@ -335,24 +424,73 @@ def test_find_in_model_projects_the_layer_with_progress_and_cancel(steer_server,
     (tmp_path / "sketch.bgra").write_bytes(sketch[..., [2, 1, 0, 3]].tobytes())
     found = _run_krita(tmp_path, "find", FIND, steer_server.url)
 
+    # Find in model: a job with progress; the layer is the server's projection (noise maps not fitted)
     assert found["found_name"] == "ganplug style32 #3 t1.00 found"  # #3: the seed the search started from
-    assert found["found"]["kind"] == "project" and found["found"]["steps"] == 30 and found["found"]["seed"] == 3
+    record = found["found"]
+    assert record["kind"] == "project" and record["steps"] == 30 and record["seed"] == 3
     fractions = found["progress"]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(set(fractions)) >= 3
     buf = io.BytesIO()
     Image.fromarray(sketch).save(buf, format="PNG")
     served = steer_server.post("/v1/project", {"model": "style32", "image": base64.b64encode(buf.getvalue()).decode(),
-                                               "steps": 30, "seed": 3, "width": W, "height": H})
+                                               "steps": 30, "seed": 3, "optimize_noise": False, "width": W,
+                                               "height": H})
     ref = np.asarray(Image.open(io.BytesIO(base64.b64decode(served["images"][0]["png"]))).convert("RGBA"))
-    np.testing.assert_array_equal(_rgba(tmp_path / "found.bgra"), ref)
+    found_px = _rgba(tmp_path / "found.bgra")
+    np.testing.assert_array_equal(found_px, ref)
+    latent = record["latent"]  # the server's params.latent, kept in the document's record
+    assert latent == served["params"]["latent"]
+    assert latent["space"] == "w" and latent["dtype"] == "float32" and latent["shape"][1] == 16
+    assert len(base64.b64decode(latent["data"])) == 4 * latent["shape"][0] * latent["shape"][1]
 
     assert found["cancelled"] == "cancelled." and found["layers_added_by_cancelled"] == 0
     assert found["server_job"] == "cancelled" and found["server_job_progress"] < 0.5  # stopped, not finished
     assert "projection needs a style-based" in found["refused"]
-    assert "found by projection" in found["regenerate"]
-    assert found["steer_bound"] is False and "found by projection" in found["steer_says"]
+
+    # Regenerate: the server's pixels for that latent, which are the found layer's exactly
+    from_latent = _served(steer_server, _latent_body(latent))
+    np.testing.assert_array_equal(from_latent, found_px)
+    np.testing.assert_array_equal(_rgba(tmp_path / "found_again.bgra"), found_px)
+    assert found["again_name"] == found["found_name"]
+
+    # Steer: the sliders move the found latent as the server's generate with latent + edits does
+    assert found["steer_bound"] is True and "4 direction(s)" in found["steer_says"]
+    edits = [{"direction": 0, "amount": 1.5}]
+    steered = _served(steer_server, {**_latent_body(latent), "edits": edits})
+    assert np.abs(steered.astype(int) - found_px.astype(int)).max() > 5, "the edit did not change the image"
+    np.testing.assert_array_equal(_rgba(tmp_path / "found_preview.bgra"), steered)
+    np.testing.assert_array_equal(_rgba(tmp_path / "found_kept.bgra"), steered)
+    assert found["kept_name"] == "ganplug style32 #3 t1.00 found e0:+1.5"
+
+    # Variations: around the latent, and around the steered latent with its edits
+    var_ref = _served_variation(steer_server, {**_latent_body(latent), "seed": 3})
+    kvar_ref = _served_variation(steer_server, {**_latent_body(latent), "seed": 3, "edits": edits})
+    np.testing.assert_array_equal(_rgba(tmp_path / "found_var.bgra"), var_ref)
+    np.testing.assert_array_equal(_rgba(tmp_path / "found_kvar.bgra"), kvar_ref)
+    assert np.abs(var_ref.astype(int) - found_px.astype(int)).max() > 5 and not np.array_equal(var_ref, kvar_ref)
+    assert found["var_name"] == "ganplug style32 #3 v2 t1.00 found"
+    assert found["kvar_name"] == "ganplug style32 #3 v2 t1.00 found e0:+1.5"
+    assert found["no_latent"] == "project"  # a name holds no latent: refused (test_plugin_state checks how)
+
     bar = found["docker_bar"]
     assert bar == sorted(bar) and bar[-1] == 1000 and len(set(bar)) >= 2  # the progress bar moved to the end
-    assert "does not return the latent" in found["docker_says"]
-    assert found["docker_layers"] == 1 and found["docker_same_pixels"] is True
+    assert "Regenerate, Variations and Steer work on the found layer" in found["docker_says"]
+    assert found["docker_layers"] == [found["found_name"]] and found["docker_same_pixels"] is True
     assert found["docker_cancel"] == [True, "cancelled.", "cancelled", 0]
+    assert found["saved"] is True
+
+    # a new Krita opens the .kra: the records still hold the latent, and everything works from it
+    again = _run_krita(tmp_path, "find_reopen", FIND_REOPEN, steer_server.url)
+    assert again["present"] == ["found", "kept", "kvar", "var"]
+    for key in ("found", "kept", "var", "kvar"):
+        assert again[key]["latent"] == latent, key
+        assert again[key + "_same"] is True, key
+    assert again["kept"]["edits"] == edits and again["kvar"]["edits"] == edits
+    np.testing.assert_array_equal(_rgba(tmp_path / "found_reopened.bgra"), from_latent)
+    np.testing.assert_array_equal(_rgba(tmp_path / "kept_reopened.bgra"), steered)
+    np.testing.assert_array_equal(_rgba(tmp_path / "var_reopened.bgra"), var_ref)
+    np.testing.assert_array_equal(_rgba(tmp_path / "kvar_reopened.bgra"), kvar_ref)
+    np.testing.assert_array_equal(_rgba(tmp_path / "var_reopened2.bgra"), var_ref)
+    assert again["kept_positions"] == [150, 0, 0, 0] and again["steer_bound"] is True
+    np.testing.assert_array_equal(_rgba(tmp_path / "steer_reopened.bgra"), _served(
+        steer_server, {**_latent_body(latent), "edits": [{"direction": 1, "amount": -1.0}]}))

@@ -157,14 +157,40 @@ def test_regenerate_plans_validate_against_the_server_schema():
     assert kprov.regenerate_plan(kprov.Provenance.from_tag(var.tag()), 64, 64)[1]["seeds"] == [7]
     with pytest.raises(ValueError, match="projection"):
         kprov.regenerate_plan(kprov.Provenance("style32", 0, kind="project"), 64, 64)
-    # once the server returns a latent from projection, it is sent back instead of a seed, edits applied to it
-    latent = {"space": "w", "shape": [2, 4], "data": "AAAA"}
+    # a found layer's latent (the server's params.latent) is sent back instead of a seed, edits applied to it
+    latent = {"space": "w", "shape": [2, 4], "dtype": "float32", "data": "A" * 44}
     found = kprov.Provenance("style32", 0, kind="project", latent=latent).with_edits([(0, 1.0)])
     kind, req, _ = kprov.regenerate_plan(found, 64, 64)
+    assert S.GenerateRequest.model_validate(req).latent.shape == [2, 4]
     assert req["latent"] == latent and "seeds" not in req and req["edits"] == [{"direction": 0, "amount": 1.0}]
     assert kprov.parse_sidecar(kprov.dump_sidecar({"{f}": found}))["{f}"].latent == latent
+    assert found.layer_name() == "ganplug style32 #0 t1.00 found e0:+1"
+    # a variation of a steered found layer regenerates from the latent, its edits and its index
+    var_found = kprov.Provenance("style32", 4, kind="variation", variation=2, strength=0.5, latent=latent,
+                                 edits=((1, -0.5),))
+    kind, req, pick = kprov.regenerate_plan(var_found, 64, 64)
+    v = S.VariationsRequest.model_validate(req)
+    assert (kind, pick, v.seed, v.count, v.latent.data, [(e.direction, e.amount) for e in v.edits]) == (
+        "variations", 1, 4, 2, latent["data"], [(1, -0.5)])
+    assert var_found.layer_name() == "ganplug style32 #4 v2 t1.00 found e1:-0.5"
+    # its name alone (pasted elsewhere) holds no latent: refused, never regenerated from the seed
+    with pytest.raises(ValueError, match="no latent"):
+        kprov.regenerate_plan(kprov.resolve("{p}", var_found.layer_name(), {}), 64, 64)
     steered = var.with_edits([(1, 0.75)])
     assert (steered.kind, steered.variation, steered.edits) == ("generate", None, ((1, 0.75),))
+
+
+def test_variations_plans_carry_the_layers_edits_and_latent():
+    steered = kprov.Provenance("tiny", 7, truncation=0.6, edits=((0, 1.5), (2, -0.5)), noise="const")
+    v = S.VariationsRequest.model_validate(kprov.variations_plan(steered, 3, 0.4, 96, 64))
+    assert (v.seed, v.count, v.strength, v.truncation, v.noise, v.latent) == (7, 3, 0.4, 0.6, "const", None)
+    assert [(e.direction, e.amount) for e in v.edits] == [(0, 1.5), (2, -0.5)]  # steered variations
+    latent = {"space": "w", "shape": [2, 4], "dtype": "float32", "data": "A" * 44}
+    found = kprov.Provenance("style32", 3, kind="project", latent=latent, steps=30)
+    v = S.VariationsRequest.model_validate(kprov.variations_plan(found, 2, 0.5, 64, 64))
+    assert (v.seed, v.latent.space, v.edits) == (3, "w", None)
+    with pytest.raises(ValueError, match="no latent"):
+        kprov.variations_plan(kprov.Provenance("style32", 0, kind="project"), 2, 0.5, 64, 64)
 
 
 def test_provenance_of_a_server_result_reads_its_resolved_params():
@@ -176,6 +202,14 @@ def test_provenance_of_a_server_result_reads_its_resolved_params():
            "params": {"truncation": 1.0, "strength": 0.3}}
     p = kprov.of_result(var, var["images"][0], 8, 8)
     assert (p.kind, p.variation, p.strength) == ("variation", 2, 0.3)
+    latent = {"space": "w", "shape": [2, 4], "dtype": "float32", "data": "A" * 44}
+    found = {"model": "style32", "kind": "project", "images": [{}],
+             "params": {"truncation": 1.0, "steps": 30, "seed": 3, "optimize_noise": False, "latent": latent}}
+    p = kprov.of_result(found, found["images"][0], 8, 8, base_seed=3)
+    assert (p.kind, p.seed, p.steps, p.latent) == ("project", 3, 30, latent)
+    var["params"].update(latent=latent, edits="1:-0.5")  # variations of a steered found layer
+    p = kprov.of_result(var, var["images"][0], 8, 8)
+    assert (p.kind, p.latent, p.edits) == ("variation", latent, ((1, -0.5),))
 
 
 # ---------------------------------------------------------------------- Steer: latest request wins
@@ -215,18 +249,26 @@ def test_sliders_become_edits_the_server_accepts():
     assert ksteer.sliders_from_edits([(0, 1.5), (2, -2.75), (9, 1.0), (1, 50.0)], 4) == [150, 300, -275, 0]
 
 
-def test_direction_count_from_the_model_list_or_the_servers_own_refusal():
-    import torch
+def test_direction_count_comes_from_the_model_list():
+    info = S.ModelInfo(name="m", arch="dcgan", size=32, channels=3, z_dim=16, supports=S.Supports(edits=True),
+                       directions=12).model_dump()
+    assert ksteer.direction_count(info) == 12 and ksteer.server_lists_directions(info)
+    bare = S.ModelInfo(name="m", arch="dcgan", size=32, channels=3, z_dim=16, supports=S.Supports()).model_dump()
+    assert ksteer.direction_count(bare) is None and ksteer.server_lists_directions(bare)  # null: no file
+    older = {k: v for k, v in info.items() if k != "directions"}  # a server from before ModelInfo.directions
+    assert ksteer.direction_count(older) is None and not ksteer.server_lists_directions(older)
 
-    from ganplug.directions import Directions, offset
-    from ganplug.errors import UserError
 
-    three = Directions(torch.eye(3, 4), torch.ones(3), torch.zeros(4), "z", {})
-    with pytest.raises(UserError) as refusal:
-        offset(three, [(511, 0.0)])  # what the server answers to the plugin's probe (422 bad_edits)
-    assert ksteer.direction_count(None, str(refusal.value)) == 3
-    assert ksteer.direction_count({"name": "m", "directions": 12}) == 12
-    assert ksteer.direction_count({"name": "m"}, "some other error") is None
+def test_direction_names_sent_to_the_server_keep_the_others():
+    server = ["hair", None, "pose", None, None]
+    names = ksteer.names_to_save(server, 5, 1, "  light  ")
+    assert names == ["hair", "light", "pose"]  # the endpoint replaces every name: the others are sent back
+    assert S.DirectionNames.model_validate({"names": names}).names == names
+    assert ksteer.names_to_save(server, 5, 2, "direction 2") == ["hair"]  # the default name is no name
+    assert ksteer.names_to_save(None, 3, 0, "x") == ["x"]
+    local = ksteer.names_for(ksteer.set_name("", "m", 3, "kept by Krita"), "m", 4)
+    assert ksteer.merged_names(["hair", None, "", None], local, 4) == ["hair", "direction 1", "direction 2",
+                                                                       "kept by Krita"]
 
 
 def test_direction_names_store():
@@ -244,3 +286,4 @@ def test_find_in_model_request_validates():
     s = kstate.Settings(model="style32", seed=3, project_steps=9000)
     req = S.ProjectRequest.model_validate(kstate.project_request(s, "aGk=", 64, 48))
     assert (req.steps, req.seed, req.width, req.height, req.model) == (5000, 3, 64, 48, "style32")
+    assert req.optimize_noise is False  # the latent alone then makes the found image again, exactly

@@ -174,10 +174,10 @@ class GanplugDocker(DockWidget):
             nodes = document.insert_result(doc, result, rect, above=above, base_seed=base_seed, recipes=recipes,
                                            pick=pick)
             self._say(f"added {len(nodes)} layer(s).")
-            if result.get("kind") == "project" and "latent" not in result.get("params", {}):
+            if result.get("kind") == "project" and "latent" in result.get("params", {}):
                 loss = result.get("params", {}).get("loss")
-                self._say(f"found it{f' (loss {loss:.4f})' if isinstance(loss, float) else ''}. This server does "
-                          "not return the latent it found, so Variations and Steer around it are not available.")
+                self._say(f"found it{f' (loss {loss:.4f})' if isinstance(loss, float) else ''}: Regenerate, "
+                          "Variations and Steer work on the found layer.")
         except client.ServerError as e:
             self._say(str(e))
         self._finish()
@@ -228,8 +228,12 @@ class GanplugDocker(DockWidget):
         doc, node, prov = self._made()
         if prov is not None:
             rect = document.target_rect(doc)
-            self._start("variations", state.variations_request(prov.tag(), s, rect[2], rect[3]), rect, above=node,
-                        doc=doc)
+            try:
+                req = provenance.variations_plan(prov, s.count, s.strength, rect[2], rect[3])
+            except ValueError as e:
+                self._say(str(e))
+                return
+            self._start("variations", req, rect, above=node, doc=doc)
 
     def on_find(self):
         """Find the active layer (inside the selection, if any) in the model: a projection job."""

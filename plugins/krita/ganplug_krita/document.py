@@ -150,11 +150,16 @@ def generate(doc, api: client.Client, settings: state.Settings, on_progress=None
 
 def variations(doc, api: client.Client, settings: state.Settings, node=None, on_progress=None,
                should_cancel=None) -> list:
+    """Images near the layer: its seed or latent, moved by its edits (provenance.variations_plan)."""
     node, prov = active_provenance(doc, node)
     if prov is None:
         raise client.ServerError("select a layer made by ganplug first: Variations reads its seed from the document.")
     rect = target_rect(doc)
-    req = state.variations_request(prov.tag(), settings, rect[2], rect[3])
+    s = settings.clamped()
+    try:
+        req = provenance.variations_plan(prov, s.count, s.strength, rect[2], rect[3])
+    except ValueError as e:
+        raise client.ServerError(str(e)) from None
     result = api.run("variations", req, on_progress=on_progress, should_cancel=should_cancel)
     return insert_result(doc, result, rect, above=node)
 

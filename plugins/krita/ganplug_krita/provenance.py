@@ -36,8 +36,13 @@ class Provenance:
     variation : the same plus variation (1-based index) and strength (variation k of seed is a pure function
                 of seed, k and strength on the server, so it regenerates exactly)
     frame     : a morph frame: seed (first key seed), frame, seeds, frames (regenerates the base seed)
-    project   : found by projection ("Find in model"): steps, seed of the search, and `latent` when the server
-                returns one (today's server does not: then the layer can be neither regenerated nor steered)
+    project   : found by projection ("Find in model"): steps, seed of the search and `latent`, the w the
+                server found (its `params.latent`, {space, shape, dtype, data}). Regenerate, Steer and Variations
+                send it back as `latent`; the plugin projects with `optimize_noise: false`, so the latent alone
+                regenerates the found image exactly.
+
+    `latent` is also kept by the layers made from a found one (its variations, its steered copies): they vary
+    or move that latent, not a seed's.
     """
 
     model: str
@@ -50,7 +55,7 @@ class Provenance:
     variation: int | None = None
     strength: float | None = None
     frame: int | None = None
-    latent: str | dict | None = None  # opaque: what the server's project result gave as `latent`, sent back as is
+    latent: str | dict | None = None  # opaque: the server's `params.latent`, sent back as is
     steps: int | None = None
     width: int | None = None
     height: int | None = None
@@ -101,9 +106,10 @@ class Provenance:
                               variation=self.variation, frame=self.frame)
 
     def layer_name(self) -> str:
-        """The visible name: the tag, plus `e0:+1.5,...` when it carries edits and `found` for a projection."""
+        """The visible name: the tag, plus `found` for a projection (or a layer made from its latent) and
+        `e0:+1.5,...` when it carries edits."""
         name = state.layer_name(self.tag())
-        if self.kind == "project":
+        if self.kind == "project" or self.latent is not None:
             name += " found"
         if self.edits:
             name += " e" + format_edits(self.edits)
@@ -185,7 +191,7 @@ def resolve(uid: str, name: str, records: dict[str, Provenance]) -> Provenance |
     prov = Provenance.from_tag(tag)
     words = (name or "").split()
     if "found" in words[-2:]:
-        prov = replace(prov, kind="project")  # no latent in a name: Regenerate and Steer say so
+        prov = replace(prov, kind="project")  # a latent is never in a name: Regenerate and Steer say so
     if words and words[-1].startswith("e") and ":" in words[-1]:
         try:
             prov = replace(prov, edits=edits_of(_parse_edit_string(words[-1][1:])))
@@ -209,19 +215,41 @@ def regenerate_plan(prov: Provenance, width: int, height: int) -> tuple[str, dic
            "width": width, "height": height}
     if prov.noise is not None:
         out["noise"] = prov.noise
-    if prov.kind == "variation" and prov.variation and prov.strength is not None:
-        out.update(seed=prov.seed, count=prov.variation, strength=prov.strength)
-        return "variations", out, prov.variation - 1
     if prov.kind == "project" and prov.latent is None:
-        raise ValueError("this layer was found by projection and the server gave no latent for it; "
-                         "run Find in model again.")
+        raise ValueError(NO_LATENT)
     if prov.latent is not None:
-        out["latent"] = prov.latent  # a server that returns latents from projection takes them back here
-    else:
-        out["seeds"] = [prov.seed]
+        out["latent"] = prov.latent
     if prov.edits:
         out["edits"] = [{"direction": d, "amount": a} for d, a in prov.edits]
+    if prov.kind == "variation" and prov.variation and prov.strength is not None:
+        # variation k is a pure function of (seed or latent, k, strength, edits): ask for the first k, keep the last
+        out.update(seed=prov.seed, count=prov.variation, strength=prov.strength)
+        return "variations", out, prov.variation - 1
+    if prov.latent is None:
+        out["seeds"] = [prov.seed]
     return "generate", out, 0
+
+
+def variations_plan(prov: Provenance, count: int, strength: float, width: int, height: int) -> dict:
+    """The /v1/variations request for images near a layer: its seed (or the latent it was found or made from),
+    moved by its edits as the layer is, so variations of a steered layer are steered variations. A variation
+    or a morph frame is varied around its base seed."""
+    if prov.kind == "project" and prov.latent is None:
+        raise ValueError(NO_LATENT)
+    out = {"model": prov.model, "seed": prov.seed, "count": min(max(int(count), 1), 64),
+           "strength": min(max(float(strength), 0.0), 1.0), "truncation": prov.truncation,
+           "tileable": prov.tileable, "width": width, "height": height}
+    if prov.noise is not None:
+        out["noise"] = prov.noise
+    if prov.latent is not None:
+        out["latent"] = prov.latent
+    if prov.edits:
+        out["edits"] = [{"direction": d, "amount": a} for d, a in prov.edits]
+    return out
+
+
+NO_LATENT = ("this layer was found by projection, but the document holds no latent for it (a layer pasted from "
+             "another document keeps only its name); select the original layer, or run Find in model again.")
 
 
 def of_result(result: dict, image: dict, width: int, height: int, base_seed: int | None = None) -> Provenance:

@@ -144,6 +144,8 @@ def regenerate_request(tag: LayerTag, width: int, height: int) -> dict:
 
 
 def variations_request(tag: LayerTag, settings: Settings, width: int, height: int) -> dict:
+    """Variations of a name's seed (no edits: a name does not say them; the docker uses
+    provenance.variations_plan, which does)."""
     s = settings.clamped()
     return {"model": tag.model, "seed": tag.seed, "count": s.count, "strength": s.strength,
             "truncation": tag.truncation, "tileable": tag.tileable, "width": width, "height": height}
@@ -164,10 +166,12 @@ def translate_request(settings: Settings, png_b64: str, width: int, height: int)
 
 
 def project_request(settings: Settings, png_b64: str, width: int, height: int) -> dict:
-    """Find in model: the image to look for, the search's length and seed."""
+    """Find in model: the image to look for, the search's length and seed. The noise maps are not fitted
+    (`optimize_noise: false`): the returned latent carries w only, and only then does it make the found image
+    again, exactly, so Regenerate, Steer and Variations start from the very pixels the layer shows."""
     s = settings.clamped()
-    req = {"image": png_b64, "steps": s.project_steps, "seed": s.seed % (SEED_MAX + 1), "width": width,
-           "height": height}
+    req = {"image": png_b64, "steps": s.project_steps, "seed": s.seed % (SEED_MAX + 1), "optimize_noise": False,
+           "width": width, "height": height}
     if s.model:
         req["model"] = s.model
     return req

@@ -9,12 +9,10 @@ another layer), is dropped by its sequence number.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 SLIDER_STEPS = 100  # slider units per standard deviation
 SLIDER_RANGE = 3.0  # +- standard deviations a slider reaches
-DEFAULT_SLIDERS = 6  # sliders shown when the server does not say how many directions a model has
 NAME_MAX = 40
 
 
@@ -101,19 +99,16 @@ def sliders_from_edits(edits, count: int) -> list[int]:
     return pos
 
 
-_COUNT_RE = re.compile(r"the directions file has (\d+)")
+def direction_count(model_info: dict | None) -> int | None:
+    """How many directions a model has, as GET /v1/models lists it (`directions`; null: no directions file)."""
+    count = (model_info or {}).get("directions")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
 
 
-def direction_count(model_info: dict | None, probe_error: str | None = None) -> int | None:
-    """How many directions a model has: from /v1/models when the server lists it (`directions`), else from
-    the server's answer to an edit along a direction no file has (its 422 names the count)."""
-    if model_info and isinstance(model_info.get("directions"), int):
-        return model_info["directions"]
-    if probe_error:
-        m = _COUNT_RE.search(probe_error)
-        if m:
-            return int(m.group(1))
-    return None
+def server_lists_directions(model_info: dict | None) -> bool:
+    """Whether the server says how many directions its models have: one older than this plugin does not
+    (its /v1/models has no `directions`), and then Steer asks to update it rather than guess."""
+    return isinstance(model_info, dict) and "directions" in model_info
 
 
 # ---------------------------------------------------------------------- direction names
@@ -159,3 +154,27 @@ def set_name(store_json: str, model: str, direction: int, name: str) -> str:
     if not names:
         store.pop(model)
     return json.dumps(store, sort_keys=True)
+
+
+def names_to_save(server_names, count: int, direction: int, name: str) -> list[str]:
+    """The full list PUT /v1/models/{m}/directions/names takes after renaming one direction: the server's
+    names for the others (that endpoint replaces them all), '' for unnamed and for the default name."""
+    names = [clean_name(n) if isinstance(n, str) else "" for n in list(server_names or [])[:count]]
+    names += [""] * (count - len(names))
+    if 0 <= direction < count:
+        name = clean_name(name)
+        names[direction] = "" if name == default_name(direction) else name
+    while names and not names[-1]:
+        names.pop()
+    return names
+
+
+def merged_names(server_names, local: list[str], count: int) -> list[str]:
+    """One name per slider: the server's (saved beside the run), else the one kept in Krita's settings (a
+    server that could not save it), else `direction K`."""
+    server = list(server_names or [])
+    out = []
+    for d in range(count):
+        given = clean_name(server[d]) if d < len(server) and isinstance(server[d], str) else ""
+        out.append(given or (local[d] if d < len(local) else default_name(d)))
+    return out

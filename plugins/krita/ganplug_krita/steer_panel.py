@@ -86,20 +86,20 @@ class SteerPanel(QWidget):
         self.discard_button.setEnabled(self.session is not None)
 
     def direction_count(self, model: str) -> int | None:
-        """From the model list when the server gives it, else by asking for an edit no file has (its 422
-        names the count); None when the model has no directions file."""
+        """How many directions the server lists for the model (GET /v1/models); None when it has no directions
+        file. A server too old to list them is refused with a sentence (ServerError), not probed."""
         if model in self.counts:
             return self.counts[model]
         info = next((m for m in self.models() if m.get("name") == model), None)
-        count = steer.direction_count(info)
-        if count is None and (info is None or info.get("supports", {}).get("edits")):
-            try:
-                self.api().call("generate", {"model": model, "seeds": [0], "size": 8,
-                                             "edits": [{"direction": 511, "amount": 0.0}]})
-            except client.ServerError as e:
-                count = steer.direction_count(None, str(e))
-        self.counts[model] = count
-        return count
+        if info is None:
+            raise client.ServerError(f"the server has no model {model!r} (the layer's model); start it with that "
+                                     "run folder in --models.")
+        if not steer.server_lists_directions(info):
+            raise client.ServerError("this ganplug server is older than the plugin (its model list does not say "
+                                     "how many directions each model has); update ganplug and restart "
+                                     "`ganplug serve`.")
+        self.counts[model] = steer.direction_count(info)
+        return self.counts[model]
 
     def bind(self, doc=None, node=None) -> bool:
         """Steer `node` (else the active layer): sliders set to its edits, names to the model's."""
@@ -114,8 +114,7 @@ class SteerPanel(QWidget):
             self.say("select a layer made by ganplug first: Steer moves its latent.")
             return False
         if prov.kind == "project" and prov.latent is None:
-            self.say("this layer was found by projection and the server gave no latent for it, so it cannot be "
-                     "steered yet.")
+            self.say(provenance.NO_LATENT)
             return False
         try:
             count = self.direction_count(prov.model)
@@ -148,28 +147,32 @@ class SteerPanel(QWidget):
 
     # ------------------------------------------------------------------ names
     def _names(self, model: str, count: int) -> list[str]:
+        """The names saved beside the run (GET .../directions), else those Krita keeps for a name the server
+        could not save (or when it cannot be asked)."""
+        local = steer.names_for(Krita.instance().readSetting(NAMES_GROUP, NAMES_KEY, ""), model, count)
         try:
-            names = self.api().directions(model).get("names") or []
-            if names:
-                return [steer.clean_name(n) or steer.default_name(d) for d, n in enumerate(names[:count])] + [
-                    steer.default_name(d) for d in range(len(names), count)]
+            return steer.merged_names(self.api().directions(model).get("names"), local, count)
         except client.ServerError:
-            pass  # a server without the directions endpoint: the names live in Krita's settings
-        return steer.names_for(Krita.instance().readSetting(NAMES_GROUP, NAMES_KEY, ""), model, count)
+            return local
 
     def _renamed(self, direction: int) -> None:
+        """Save one direction's name beside the run (PUT .../directions/names, all names: it replaces them);
+        when the server cannot save it, Krita's settings keep it."""
         if self.session is None:
             return
-        model = self.session["model"]
+        model, text = self.session["model"], self.rows[direction][0].text()
         app = Krita.instance()
-        store = steer.set_name(app.readSetting(NAMES_GROUP, NAMES_KEY, ""), model, direction,
-                               self.rows[direction][0].text())
-        app.writeSetting(NAMES_GROUP, NAMES_KEY, store)
-        names = [n.text() for n, _, _ in self.rows[:self.session["count"]]]
+        store = app.readSetting(NAMES_GROUP, NAMES_KEY, "")
         try:
-            self.api().save_direction_names(model, names)
-        except client.ServerError:
-            pass  # not supported by this server: kept in Krita's settings only
+            api = self.api()
+            info = api.directions(model)
+            api.save_direction_names(model, steer.names_to_save(info.get("names"), int(info.get("count", 0)),
+                                                                direction, text))
+            store = steer.set_name(store, model, direction, "")  # saved with the run: no copy in Krita
+        except (client.ServerError, TypeError, ValueError) as e:
+            store = steer.set_name(store, model, direction, text)
+            self.say(f"the server did not save the name ({e}); Krita keeps it.")
+        app.writeSetting(NAMES_GROUP, NAMES_KEY, store)
 
     # ------------------------------------------------------------------ moving
     def _moved(self, _value=None) -> None:

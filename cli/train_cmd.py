@@ -20,10 +20,10 @@ MODEL_FLAGS = ("z_dim", "base_channels", "kernel", "init", "d_dropout", "mapping
                "dense_bottleneck")
 # What --resume may change; the run's other settings are its own (config.json).
 RESUME_FLAGS = {"resume", "steps", "minutes", "device", "precision", "watch", "watch_every", "on_collapse", "force",
-                "dry_run"}
+                "dry_run", "gpus"}
 EXPLICIT = ("COMMANDLINE", "ENVIRONMENT")  # click parameter sources that mean "the user gave it"
 NOT_CONFIG = {"data", "out", "resume", "force", "dry_run", "watch", "watch_every", "on_collapse", "model", "minutes",
-              *MODEL_FLAGS}
+              "gpus", *MODEL_FLAGS}
 
 
 def parse_model_options(items: list[str]) -> dict[str, object]:
@@ -153,6 +153,9 @@ def train(
     watch_every: int = typer.Option(500, "--watch-every", min=1, help="Steps between collapse checks."),
     on_collapse: str = typer.Option("warn", "--on-collapse", help="warn, stop, or rollback (to the last healthy "
                                     "checkpoint, with a remedy)."),
+    gpus: int = typer.Option(1, "--gpus", min=1, help="Train data-parallel on N processes, one per GPU (with --device "
+                             "cpu, N CPU processes): relaunches itself under torchrun; --batch is the global batch. "
+                             "See the README's \"More than one GPU\" for torchrun and several machines."),
 ) -> None:
     """Train a GAN. Checkpoints go to OUT/checkpoints, sample grids to OUT/samples."""
     given = given_options(ctx)
@@ -175,7 +178,46 @@ def train(
     if dry_run:
         typer.echo(json.dumps(dry_run_document(cfg, resume is not None), indent=2))
         return
+    if gpus > 1:
+        relaunch(gpus, cfg.device)  # does not return
     run(cfg, resume=resume is not None, force=force, watch=watch, watch_every=watch_every, on_collapse=on_collapse)
+
+
+def relaunch(gpus: int, device: str) -> None:
+    """`ganplug train --gpus N ...` -> `python -m torch.distributed.run --standalone --nproc_per_node N -m
+    ganplug.cli.app train ...` (the same options, less --gpus), in place of this process. --standalone gives
+    torchrun a rendezvous on a free local port."""
+    import os
+    import sys
+
+    from ganplug.train.distributed import launched
+
+    if launched():
+        raise UserError(f"--gpus {gpus} under torchrun: torchrun already started the processes; leave out --gpus.")
+    if device != "cpu":
+        import torch
+
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible < gpus:
+            raise UserError(f"--gpus {gpus}, but {visible} CUDA GPU(s) are visible"
+                            f"{'' if visible else ' (--device cpu trains on that many CPU processes)'}.")
+    argv = sys.argv[1:]
+    if "train" not in argv:
+        raise UserError("--gpus: run it as `ganplug train ... --gpus N` (or start torchrun yourself).")
+    args = argv[argv.index("train") + 1 :]
+    kept, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--gpus":
+            skip = True
+        elif not a.startswith("--gpus="):
+            kept.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+           "-m", "ganplug.cli.app", "train", *kept]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
 
 
 def given_options(ctx: typer.Context) -> set[str]:
@@ -277,11 +319,45 @@ def run(cfg: TrainConfig, *, resume: bool, force: bool, watch: bool, watch_every
     except KeyboardInterrupt as e:
         reporter.console.print(interrupted_message(e, out), highlight=False)
         raise typer.Exit(130) from None
+    except Exception as e:
+        rank_failed(e)
+        raise
     from ganplug.cli.progress import end_message
+    from ganplug.train.distributed import world_from_env
+
+    if not world_from_env().main:  # rank 0 says what happened
+        return
 
     reporter.console.print(end_message(result, cfg.steps, cfg.max_seconds / 60), highlight=False)
     if result.samples:
         reporter.console.print(f"samples: {result.samples[-1]}   timelapse: {result.run_dir / 'timelapse.gif'}")
+
+
+def rank_failed(e: Exception) -> None:
+    """In a multi-process run, say which rank failed and why, before the exception ends it (torchrun then
+    stops the other ranks and exits non-zero). A user error is left to the CLI's usual message."""
+    import sys
+
+    from ganplug.train.distributed import world_from_env
+
+    w = world_from_env()
+    if not w.distributed or isinstance(e, UserError):
+        return
+    import torch.distributed as dist
+
+    if isinstance(e, dist.DistBackendError | dist.DistError) or "Connection closed by peer" in str(e):
+        print(f"ganplug train: rank {w.rank} of {w.size} lost contact with the other processes: another rank "
+              f"failed or was stopped (its own message says why), or exceeded the timeout. ({type(e).__name__}: "
+              f"{str(e).splitlines()[0] if str(e) else ''})", file=sys.stderr, flush=True)
+        raise typer.Exit(1) from None
+    print(f"ganplug train: rank {w.rank} of {w.size} failed: {type(e).__name__}: {e}. The run stops on every rank; "
+          "resume it from its last checkpoint with `ganplug train --resume RUN`.", file=sys.stderr, flush=True)
+    try:  # torchrun's end-of-run summary then shows this error as the root cause
+        from torch.distributed.elastic.multiprocessing.errors import get_error_handler
+
+        get_error_handler().record_exception(e)
+    except Exception:  # the summary is a courtesy; the message above is what counts
+        pass
 
 
 def interrupted_message(e: KeyboardInterrupt, out: Path) -> str:

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ganplug.train.distributed import all_reduce_sum
+
 Op = Callable[[Tensor, float, "torch.Generator | None"], Tensor]
 
 
@@ -264,11 +266,14 @@ class AdaController:
     last_rt: float = 0.0
 
     def observe(self, real_logits: Tensor) -> None:
-        """Record D's outputs on (augmented) real images for one D update; adjusts p every `interval`."""
+        """Record D's outputs on (augmented) real images for one D update (the whole global batch's, in a
+        multi-process run); adjusts p every `interval`."""
         signs = torch.sign(real_logits.detach().float())
-        self.sign_sum += float(signs.sum())
-        self.sign_count += int(signs.numel())
-        self.images += int(real_logits.shape[0])
+        # over every rank of a multi-process run, so p moves alike everywhere (a no-op on one process)
+        total, count, images = all_reduce_sum([float(signs.sum()), float(signs.numel()), float(real_logits.shape[0])])
+        self.sign_sum += total
+        self.sign_count += int(count)
+        self.images += int(images)
         self.updates += 1
         if self.updates >= self.interval:
             self.adjust()

@@ -2,7 +2,9 @@
 
 Batch k is a pure function of (seed, k): epochs are permutations drawn from (seed, epoch), flips from
 (seed, k). Resuming at step k therefore continues with exactly the batches an uninterrupted run sees,
-with no sampler state to save.
+with no sampler state to save. In a multi-process run (ganplug.train.distributed) each rank computes the
+global batch's indices and flips and gathers only its own rows (`shard`), so the W shards of batch k are,
+row for row, the one-process batch k.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ class BatchSource:
     """`pairs=True` (image-to-image): each batch is cat([A, B], dim=1), both sides flipped together."""
 
     def __init__(self, dataset: ImageDataset, batch: int, *, seed: int, mirror: bool, runtime: Runtime,
-                 pairs: bool = False):
+                 pairs: bool = False, shard: slice | torch.Tensor | None = None):
+        """`shard`: the rows of each global batch this process trains on (None: all of them)."""
         self.n = len(dataset)
+        self.shard = shard
         self.batch, self.seed, self.mirror, self.rt = batch, seed, mirror, runtime
         self.dataset = dataset
         self.pairs = pairs
@@ -50,8 +54,15 @@ class BatchSource:
         return torch.cat(out)
 
     def get(self, k: int) -> torch.Tensor:
-        """Batch k as float images in [-1, 1] on the run's device."""
+        """Batch k (this process's shard of it) as float images in [-1, 1] on the run's device."""
         idx = self.indices(k)
+        flip = None
+        if self.mirror:  # drawn for the whole batch, whatever the shard
+            g = torch.Generator().manual_seed(self.seed * 7_919 + k)
+            flip = torch.rand(len(idx), generator=g) < 0.5
+        if self.shard is not None:
+            idx = idx[self.shard]
+            flip = None if flip is None else flip[self.shard]
         if self.ram is not None:
             x = self.ram.index_select(0, idx)
         elif self.pairs:
@@ -60,10 +71,8 @@ class BatchSource:
             x = self.dataset.batch(idx.numpy())
         x = self.rt.prepare_images(x)
         x = x.float().mul_(1 / 127.5).sub_(1.0)
-        if self.mirror:
-            g = torch.Generator().manual_seed(self.seed * 7_919 + k)
-            flip = (torch.rand(len(idx), generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
-            x = torch.where(flip, x.flip(3), x)
+        if flip is not None:
+            x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
         if self.rt.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from PIL import Image
@@ -27,6 +27,7 @@ from ganplug.device import Runtime, make_runtime
 from ganplug.errors import CheckpointError, UserError
 from ganplug.models import build_models, config_from_dict, get_family, takes_images
 from ganplug.sampling import make_grid, render_latents, save_animation, save_image_atomic, to_uint8, z_from_seeds
+from ganplug.train import distributed
 from ganplug.train.batches import BatchSource
 from ganplug.train.config import TrainConfig
 from ganplug.train.ema import recalibrate_batchnorm
@@ -179,7 +180,9 @@ def _resolve(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, Path | None, 
     if not resume:
         cfg.validate()
         return cfg, None, 0
-    prepare_run_dir(run_dir, resume=True, force=False)
+    if distributed.world().main:  # it cleans stale temporary files
+        prepare_run_dir(run_dir, resume=True, force=False)
+    distributed.barrier()
     resume_from = ckpt.resolve_checkpoint(run_dir)
     saved, step = ckpt.read_resume_meta(resume_from)
     overrides = {k: getattr(cfg, k) for k in ("steps", "device", "precision", "max_seconds")}
@@ -221,8 +224,10 @@ class Run:
         self.run_dir, self.trainer, self.meta_base, self.grid = run_dir, trainer, meta_base, grid
         self.image_to_image, self.in_channels = image_to_image, in_channels
         self.sinks, self.reporter = sinks, reporter
+        self.main = distributed.world().main  # only rank 0 of a multi-process run writes and prints
         self.samples_dir = run_dir / "samples"
-        self.samples_dir.mkdir(exist_ok=True)
+        if self.main:
+            self.samples_dir.mkdir(exist_ok=True)
         self.samples: list[Path] = []
         self.checkpoint: Path | None = None
         self.last_saved = -1
@@ -244,9 +249,11 @@ class Run:
             self._calibrated_at = step
 
     def write_samples(self, step: int) -> Path:
+        path = self.samples_dir / f"step-{step:06d}.png"
+        if not self.main:
+            return path
         self.calibrate(step)
         t = self.trainer
-        path = self.samples_dir / f"step-{step:06d}.png"
         if self.image_to_image:
             save_image_atomic(translation_grid(t.G_ema, self.grid, self.in_channels, t.runtime), path)
         else:
@@ -256,6 +263,9 @@ class Run:
         return path
 
     def save(self, step: int) -> Path:
+        if not self.main:  # rank 0 holds the same state and writes it
+            self.last_saved = step
+            return self.checkpoint
         self.calibrate(step)
         t = self.trainer
         self.checkpoint = ckpt.save_training_checkpoint(
@@ -297,6 +307,9 @@ class _Grids:
 
 @dataclass
 class _Watch:
+    """Runs on every rank (the same G_ema, the same draws); rank 0's verdict is the one acted on."""
+
+    decided_on_rank0: ClassVar[bool] = True
     run: Run
     watch: TrainWatch
     checks: list[dict[str, float]] = field(default_factory=list)
@@ -345,6 +358,7 @@ class _Checkpoints:
 
 @dataclass
 class _Budget:
+    decided_on_rank0: ClassVar[bool] = True  # clocks differ between processes
     max_seconds: float
     should_stop: Callable[[], bool] | None
     t_start: float = field(default_factory=time.perf_counter)
@@ -382,25 +396,47 @@ def train(
     Over 80 lines because it is the one place that orders a run's set-up: every refusal (config, data,
     model, memory) comes before `--force` replaces anything, and the seed is set just before the models
     are built so that a resumed and an uninterrupted run draw the same numbers.
+
+    Started by torchrun with several processes (WORLD_SIZE > 1), it joins their process group and trains
+    data-parallel (ganplug.train.distributed); only rank 0 writes and reports.
     """
+    w, device, created = distributed.setup(cfg.device)
+    try:
+        result = _train(cfg, w, device, resume, force, reporter if w.main else None, should_stop, watch)
+        distributed.barrier()  # rank 0 has written everything before any rank leaves
+        return result
+    finally:
+        distributed.teardown(created)
+
+
+def _train(cfg: TrainConfig, w: distributed.World, device: str, resume: bool, force: bool,
+           reporter: Reporter | None, should_stop: Callable[[], bool] | None,
+           watch: TrainWatch | None) -> TrainResult:
     run_dir = Path(cfg.out)
     cfg, resume_from, start = _resolve(cfg, resume)
     from ganplug.data import load_training_data  # the data layer imports PIL etc.; keep it off import time
 
-    dataset = load_training_data(cfg.data, size=cfg.size, background=cfg.background, keep_alpha=cfg.alpha)
+    if not w.main:  # rank 0 prepares (and caches) a raw folder first
+        distributed.barrier()
+    dataset = load_training_data(cfg.data, size=cfg.size, background=cfg.background, keep_alpha=cfg.alpha,
+                                 progress=w.main)
+    if w.main:
+        distributed.barrier()
     notes: list[str] = []  # shown once the reporter has started
     if cfg.batch > len(dataset):  # a bigger batch would only repeat images (and a huge one exhausts memory)
         notes.append(f"--batch {cfg.batch} is larger than the dataset ({len(dataset)} images); "
                      f"training with --batch {len(dataset)}")
         cfg = dataclasses.replace(cfg, batch=len(dataset))
-    runtime = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    distributed.check_batch(cfg.batch, w)
+    runtime = make_runtime(device, cfg.precision, cfg.channels_last)
     model_cfg = _model_config(cfg, dataset)
     spec = get_family(cfg.arch).spec(model_cfg)
     if watch is not None and spec.image_to_image:
         watch = None  # the collapse watch samples z; a translator has none
         notes.append(f"the mode-collapse watch is for generators driven by z; it is off for {cfg.arch}")
-    check_fits(cfg.arch, model_cfg, spec, cfg.batch, runtime.device)
-    if not resume:  # only now, once everything that can be refused was: --force never wipes a run for nothing
+    check_fits(cfg.arch, model_cfg, spec, cfg.batch // w.size, runtime.device)
+    # only now, once everything that can be refused was: --force never wipes a run for nothing (rank 0 only)
+    if not resume and w.main:
         kept = prepare_run_dir(run_dir, resume=False, force=force)
         if kept:
             shown = ", ".join(p.name for p in kept[:5]) + (f" (+{len(kept) - 5} more)" if len(kept) > 5 else "")
@@ -414,24 +450,41 @@ def train(
         init_src, init_notes = _init_from(cfg.init_from, cfg.arch, G, D, G_ema, cfg.allow_partial)
     if cfg.freeze_d:
         _freeze_d(D, cfg.freeze_d)
+    if w.distributed:  # train-mode BatchNorm over the global batch (G_ema only samples, on its own)
+        G, D = (distributed.convert_batchnorm(m, runtime.device) for m in (G, D))
     for m in (G, D, G_ema):
         runtime.prepare_module(m)
     betas = (cfg.beta1, cfg.beta2)
     opt_G = make_adam(G.parameters(), lr=cfg.lr_g, betas=betas)
     opt_D = make_adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr_d, betas=betas)
+    if w.distributed:
+        for opt in (opt_G, opt_D):
+            distributed.sync_gradients(opt)
     step_fn = build_step(cfg.arch, G, D, opt_G, opt_D, cfg, runtime)
-    trainer = Trainer(G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, step_fn=step_fn, runtime=runtime, cfg=cfg)
+    # StyleGAN's minibatch-stddev groups samples in D: a multi-process run keeps its groups whole on one rank
+    group = int(getattr(model_cfg, "mbstd_group", 1))
+    if w.distributed and group > 1 and cfg.batch % (group * w.size):
+        notes.append(f"--batch {cfg.batch} on {w.size} processes: D's minibatch-stddev groups of {group} are formed "
+                     f"within each process's {cfg.batch // w.size} images, unlike one process with this batch "
+                     f"(a --batch that is a multiple of {group * w.size} keeps them identical)")
+    trainer = Trainer(G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D, step_fn=step_fn, runtime=runtime, cfg=cfg,
+                      shard_group=group)
     if resume_from is not None:
         _restore(resume_from, trainer)
+    for m in (G, D, G_ema):
+        distributed.broadcast_module(m)  # equal by seeding and by the checkpoint; made certain
+    distributed.barrier()  # rank 0 has prepared the run folder
 
     meta_base = {"arch": cfg.arch, "model": ckpt.config_dict(model_cfg), "train": cfg.to_dict(),
                  "spec": ckpt.config_dict(spec), "dataset": {"path": str(cfg.data), "count": len(dataset),
                                                              "skipped": dataset.meta.get("skipped", [])[:20]}}
-    atomic_write_text(run_dir / CONFIG_NAME, json.dumps({**meta_base, "init_from": str(init_src or "")}, indent=2))
+    if w.main:
+        atomic_write_text(run_dir / CONFIG_NAME, json.dumps({**meta_base, "init_from": str(init_src or "")},
+                                                            indent=2))
     if watch is not None:
         watch.begin(cfg, dataset)
     run = Run(run_dir, trainer, meta_base, _grid_inputs(cfg, dataset, G, spec.image_to_image, runtime),
-              spec.image_to_image, spec.in_channels, open_sinks(run_dir, start if resume else None),
+              spec.image_to_image, spec.in_channels, open_sinks(run_dir, start if resume else None) if w.main else [],
               reporter)
     run.checkpoint, run.last_saved = resume_from, (start if resume_from else -1)
     return _execute(run, cfg, start, dataset, watch, should_stop, notes + [
@@ -442,8 +495,10 @@ def _execute(run: Run, cfg: TrainConfig, start: int, dataset, watch: TrainWatch 
              should_stop: Callable[[], bool] | None, notes: list[str]) -> TrainResult:
     """Fit with the run's callbacks, then the final checkpoint, grid and timelapse."""
     trainer, reporter = run.trainer, run.reporter
+    w = distributed.world()
     batches = BatchSource(dataset, cfg.batch, seed=cfg.seed, mirror=cfg.mirror, runtime=trainer.runtime,
-                          pairs=run.image_to_image)
+                          pairs=run.image_to_image,
+                          shard=w.shard(cfg.batch, trainer.shard_group) if w.distributed else None)
     data_time = [0.0]
 
     def next_real(k: int) -> torch.Tensor:
@@ -492,7 +547,8 @@ def _execute(run: Run, cfg: TrainConfig, start: int, dataset, watch: TrainWatch 
     elapsed = time.perf_counter() - t_start
     if reporter and elapsed > 0:
         reporter.message(f"data loading took {100 * data_time[0] / elapsed:.1f}% of the training time")
-    write_timelapse(run.run_dir)
+    if run.main:
+        write_timelapse(run.run_dir)
     return TrainResult(run_dir=run.run_dir, step=step, checkpoint=run.checkpoint, samples=run.samples,
                        stopped_early=fit.stopped and step < cfg.steps, history=list(trainer.history),
                        checks=watching.checks if watching else [], events=trainer.events, stop_reason=fit.reason)

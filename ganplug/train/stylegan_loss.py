@@ -30,8 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from ganplug.device import Runtime
+from ganplug.errors import UserError
 from ganplug.models.stylegan import mix_styles
-from ganplug.train import losses
+from ganplug.train import distributed, losses
 from ganplug.train.augment import AdaController, DiscriminatorAugment
 from ganplug.train.config import TrainConfig
 from ganplug.train.frozen import frozen
@@ -58,6 +59,20 @@ def lazy_correction(opt: torch.optim.Optimizer, interval: int) -> None:
         group["betas"] = (b1**c, b2**c)
 
 
+def global_path_length_penalty(images: Tensor, ws: Tensor, pl_mean: Tensor, decay: float) -> tuple[Tensor, Tensor]:
+    """`penalties.path_length_penalty` for one rank's shard of a multi-process batch: the running mean moves
+    by the *global* batch's mean length (all-reduced), as it does in a one-process run of that batch."""
+    h, w = images.shape[2], images.shape[3]
+    img = images.float()
+    noise = torch.randn_like(img) / (h * w) ** 0.5
+    (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+    lengths = grad.float().square().sum(2).mean(1).sqrt()
+    mean_len = distributed.mean_tensor(lengths.detach().mean())
+    new_mean = pl_mean.detach().float() + decay * (mean_len - pl_mean.detach().float())
+    penalty = (lengths - new_mean).square().mean()
+    return penalty, new_mean.to(pl_mean.dtype)
+
+
 class StyleGANStep:
     def __init__(self, G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
                  cfg: TrainConfig, runtime: Runtime):
@@ -69,6 +84,11 @@ class StyleGANStep:
         self.style_mixing = cfg.style_mixing
         self.augment = DiscriminatorAugment(cfg, controller=AdaController)
         self.pl_mean = torch.zeros([], device=runtime.device)
+        w = distributed.world()
+        if self.pl_weight > 0 and max(1, cfg.batch // PL_BATCH_SHRINK) % w.size:
+            raise UserError(f"--pl-weight on {w.size} processes: the path-length batch (--batch {cfg.batch} / "
+                            f"{PL_BATCH_SHRINK}) must split evenly over them; use a --batch that is a multiple of "
+                            f"{PL_BATCH_SHRINK * w.size}.")
         if self.r1_gamma > 0 and self.r1_interval > 1:
             lazy_correction(opt_D, self.r1_interval)
         if self.pl_weight > 0:
@@ -98,7 +118,10 @@ class StyleGANStep:
         G = self.G
         ws = G.mapping(self._z(n))
         if track:
-            G.update_w_avg(ws, beta=W_AVG_BETA)
+            if distributed.world().distributed:  # the global batch's mean w, as one row
+                G.update_w_avg(distributed.mean_tensor(ws[:, 0].detach().float().mean(0))[None], beta=W_AVG_BETA)
+            else:
+                G.update_w_avg(ws, beta=W_AVG_BETA)
         if self.style_mixing > 0:
             ws2 = G.mapping(self._z(n))
             cutoff = torch.randint(1, G.num_ws, (n,), device=ws.device)
@@ -130,11 +153,15 @@ class StyleGANStep:
         return penalty
 
     def _g_pl(self) -> Tensor:
-        n = max(1, self.cfg.batch // PL_BATCH_SHRINK)
+        w = distributed.world()
+        n = max(1, self.cfg.batch // PL_BATCH_SHRINK) // w.size  # this rank's share of the global half batch
         with self.rt.autocast():
             ws = self.mapped_ws(n)
             img = self.G.synthesis(ws)
-        penalty, new_mean = path_length_penalty(img, ws, self.pl_mean, decay=PL_DECAY)
+        if w.distributed:
+            penalty, new_mean = global_path_length_penalty(img, ws, self.pl_mean, decay=PL_DECAY)
+        else:
+            penalty, new_mean = path_length_penalty(img, ws, self.pl_mean, decay=PL_DECAY)
         self.pl_mean.copy_(new_mean)
         loss = penalty * self.pl_weight * PL_INTERVAL
         self.opt_G.zero_grad(set_to_none=True)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ganplug.device import Runtime
 from ganplug.errors import UserError
+from ganplug.train import distributed
 from ganplug.train.config import TrainConfig
 from ganplug.train.ema import ema_beta, update_ema
 
@@ -87,6 +88,9 @@ class Decision:
 
 
 class Callback(Protocol):
+    """A callback whose class sets `decided_on_rank0 = True` (a clock, a watch) has its decision broadcast from
+    rank 0 in a multi-process run, so every rank acts alike; the others must decide alike by construction."""
+
     def on_step(self, trainer: Trainer, step: int, stats: dict[str, float]) -> Decision | None: ...
 
 
@@ -132,7 +136,9 @@ class Trainer:
 
     def __init__(self, *, G: nn.Module, D: nn.Module, G_ema: nn.Module | None, opt_G: torch.optim.Optimizer,
                  opt_D: torch.optim.Optimizer, step_fn: TrainStep, runtime: Runtime, cfg: TrainConfig,
-                 on_event: Callable[[int, dict[str, Any]], None] | None = None):
+                 on_event: Callable[[int, dict[str, Any]], None] | None = None, shard_group: int = 1):
+        """`shard_group`: in a multi-process run, D's sample groups (`distributed.World.shard`)."""
+        self.shard_group = shard_group
         self.G, self.D, self.G_ema, self.opt_G, self.opt_D = G, D, G_ema, opt_G, opt_D
         self.step_fn, self.runtime = step_fn, runtime
         self.cfg = step_fn.cfg = dataclasses.replace(cfg)
@@ -205,17 +211,29 @@ class Trainer:
         self.good.capture(start)
         self.G.train()
         self.D.train()
+        w = distributed.world()
+        draws = distributed.GlobalDraws(w, self.shard_group) if w.distributed else None
         step = start
         while step < self.cfg.steps:
             sub = [0]
 
             def real(k=step, sub=sub) -> Tensor:
-                x = next_real(k * self.cfg.d_steps + sub[0])
+                if draws is None:
+                    x = next_real(k * self.cfg.d_steps + sub[0])
+                else:  # the batch source shards the batch itself
+                    with draws.paused():
+                        x = next_real(k * self.cfg.d_steps + sub[0])
                 sub[0] += 1
                 return x
 
+            distributed.maybe_crash(step)
             t0 = time.perf_counter()
-            stats = self.step_fn(real, step)
+            if draws is None:
+                stats = self.step_fn(real, step)
+            else:  # every random draw for the global batch, this rank's rows kept; stats are the ranks' mean
+                with draws:
+                    stats = self.step_fn(real, step)
+                stats = distributed.mean_stats(stats)
             if not all(math.isfinite(v) for v in stats.values()):
                 step = self._nonfinite(stats)
                 continue
@@ -231,6 +249,8 @@ class Trainer:
             rolled_back = False
             for cb in callbacks:
                 decision = cb.on_step(self, step, stats)
+                if w.distributed and getattr(cb, "decided_on_rank0", False):
+                    decision = distributed.from_rank0(decision)
                 if decision is None:
                     continue
                 self.healthy = False

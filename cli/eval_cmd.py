@@ -1,4 +1,4 @@
-"""`ganplug eval FAKE --real REAL`: FID, KID, IS, PPL, precision/recall, density/coverage, SWD, MS-SSIM."""
+"""`ganplug eval FAKE --real REAL`: FID, KID, IS, PPL, precision/recall, density/coverage, SWD, MS-SSIM, Vendi."""
 
 from __future__ import annotations
 
@@ -26,10 +26,14 @@ def _fmt(name: str, m: dict) -> str:
     text = f"{m['value']:.6g}"
     if m.get("std") is not None:
         text += f" ± {m['std']:.3g}"
+    if name == "vendi":
+        text += f"  ({m['feature_space']}" + (f"; real {m['real']:.4g})" if m.get("real") is not None else ")")
     if name == "msssim" and m.get("real") is not None:
         text += f"  (real pairs: {m['real']:.4f})"
     if name == "swd":
         text += "  (per level: " + ", ".join(f"{k}px {v:.1f}" for k, v in m["per_level"].items()) + ")"
+    if name in ("fd_dinov2", "cmmd"):  # say which network's space the number lives in
+        text += f"  ({m['feature_space']})"
     return text
 
 
@@ -39,7 +43,8 @@ def register(app: typer.Typer) -> None:
         fake: Path = typer.Argument(..., help="Run folder, checkpoint, image folder or prepared dataset to judge."),
         real: Path = typer.Option(None, "--real", help="Image folder, prepared dataset or .npz statistics file."),
         metrics: str = typer.Option(None, "--metrics", show_default=False,
-                                    help="Comma list of fid,kid,is,ppl,pr,dc,swd,msssim. Default: all but ppl, each "
+                                    help="Comma list of fid,kid,is,ppl,pr,dc,swd,msssim,fd_dinov2,cmmd. Default: all "
+                                         "but ppl, fd_dinov2 and cmmd, each "
                                          "one that cannot run skipped with its reason. Metrics named here must all "
                                          "run, or the command stops (exit 2) saying why."),
         n: str = typer.Option("auto", "--n", callback=sample_count,
@@ -62,7 +67,11 @@ def register(app: typer.Typer) -> None:
                                          help="Truncation psi for generator samples: 1 = none."),
         kid_subset_size: int = typer.Option(1000, "--kid-subset-size", min=2,
                                              help="Images per KID subset (seeded; smaller sets use all)."),
-        pr_features: str = typer.Option("auto", "--pr-features", help="auto, inception or handcrafted."),
+        pr_features: str = typer.Option("auto", "--pr-features",
+                                        help="auto, inception, handcrafted or dinov2 (dinov2_vitl14_pretrain.pth)."),
+        is_split_order: str = typer.Option(None, "--is-split-order", show_default=False,
+                                           help="IS splits: consecutive (default; StyleGAN2-ADA) or shuffled "
+                                                "(torch-fidelity: permuted with --seed first). Needs is in --metrics."),
         ppl_samples: int = typer.Option(2000, "--ppl-samples", min=2,
                                          help="Latent pairs for perceptual path length."),
         ppl_space: str = typer.Option("auto", "--ppl-space", help="auto (w for style-based, else z), z or w."),
@@ -73,6 +82,8 @@ def register(app: typer.Typer) -> None:
         collapse: bool = typer.Option(True, "--collapse/--no-collapse",
                                       help="Mode-collapse verdict and memorisation check (needs REAL images)."),
         collapse_n: int = typer.Option(500, "--collapse-n", min=10, help="Samples for the collapse check."),
+        collapse_features: str = typer.Option("handcrafted", "--collapse-features",
+                                              help="Feature space of the collapse check: handcrafted or dinov2."),
         report_out: Path = typer.Option(None, "--report", callback=v.output_file,
                                         help="Write a self-contained HTML report here."),
         all_checkpoints: bool = typer.Option(False, "--all-checkpoints",
@@ -91,8 +102,10 @@ def register(app: typer.Typer) -> None:
             weights_dir=str(weights_dir) if weights_dir else None, allow_unverified_weights=allow_unverified,
             fid_mode=fid_mode, batch_size=batch_size, seed=seed, truncation=truncation,
             kid_subset_size=kid_subset_size, pr_features=pr_features, ppl_samples=ppl_samples, ppl_space=ppl_space,
+            is_split_order=is_split_order,
             ppl_sampling=ppl_sampling, save_stats=str(save_stats) if save_stats else None, use_cache=not no_cache,
             background=background, collapse=collapse, collapse_n=collapse_n, all_checkpoints=all_checkpoints,
+            collapse_features=collapse_features,
         )
         _print(result)
         if report_out is not None:

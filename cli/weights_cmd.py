@@ -8,7 +8,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Pretrained network files (Inception, VGG16, LPIPS) used by `ganplug eval`.",
+    group = typer.Typer(help="Pretrained network files (Inception, VGG16, LPIPS, DINOv2, CLIP) used by `ganplug eval`.",
                         no_args_is_help=True)
 
     @group.command("list")
@@ -23,16 +23,20 @@ def register(app: typer.Typer) -> None:
         from ganplug.eval.features.weights import survey
 
         for row in survey(weights_dir):
-            typer.echo(f"{row['key']:12s} {row['file']:26s} {row['status']}")
+            typer.echo(f"{row['key']:15s} {row['file']:26s} {row['status']}")
             typer.echo(f"    used by: {', '.join(row['used_by'])}; expected {row['expected']}")
             if row["found"]:
                 typer.echo(f"    found: {row['found']} (sha256 {row['sha256']})")
             else:
                 typer.echo("    searched: " + ", ".join(row["searched"]))
+                typer.echo(f"    get it: `ganplug weights fetch {row['key']}`, or download {row['url']} and put it "
+                           "in one of those folders (writable only by you)")
 
     @group.command("fetch")
     def fetch_command(
-        keys: list[str] = typer.Argument(None, help="inception, vgg16, lpips-vgg16 (default: all)."),
+        keys: list[str] = typer.Argument(None, help="inception, vgg16, lpips-vgg16, dinov2-vitl14, clip-vitl14-336 "
+                                                    "(default: the first three; the DINOv2 and CLIP files, 1.2 and "
+                                                    "0.9 GB, only when named)."),
         dest: Path = typer.Option(None, "--dest",
                                   help="Target folder (default ~/.cache/ganplug); must be writable only by you."),
         force: bool = typer.Option(False, "--force", help="Download again even if present."),
@@ -40,7 +44,7 @@ def register(app: typer.Typer) -> None:
         """Download with hash verification; without internet, says where to put each file."""
         from ganplug.eval.features.weights import KNOWN, WeightsError, fetch
 
-        chosen = keys or list(KNOWN)
+        chosen = keys or [k for k in KNOWN if k in ("inception", "vgg16", "lpips-vgg16")]
         bad = [k for k in chosen if k not in KNOWN]
         if bad:
             raise WeightsError(f"unknown weights {', '.join(bad)}; choose from {', '.join(KNOWN)}.")

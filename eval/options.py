@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc", "swd", "msssim")
+from ganplug.errors import UserError
+
+DEFAULT_METRICS = ("fid", "kid", "is", "pr", "dc", "swd", "msssim", "vendi")
+IS_SPLIT_ORDERS = ("consecutive", "shuffled")
+
+# Options that only change one metric: given while none of their metrics is requested, they would be silently
+# ignored, so `check_metric_options` refuses them. field -> (CLI flag, the metrics it applies to)
+METRIC_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "is_split_order": ("--is-split-order", ("is",)),
+}
 
 
 @dataclass
@@ -31,7 +40,11 @@ class EvalOptions:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
-    pr_features: str = "auto"  # auto (inception if available, else handcrafted) | inception | handcrafted
+    # IS split order: None (not given) = "consecutive", StyleGAN2-ADA's 10 consecutive chunks in input order;
+    # "shuffled" = torch-fidelity's, chunks of a numpy RandomState(seed).permutation (seed: `seed`)
+    is_split_order: str | None = None
+    # auto (inception if available, else handcrafted) | inception | handcrafted | dinov2 (dinov2_vitl14_pretrain.pth)
+    pr_features: str = "auto"
     ppl_samples: int = 2000
     ppl_space: str = "auto"
     ppl_sampling: str = "end"
@@ -45,5 +58,17 @@ class EvalOptions:
     background: str = "auto"  # transparency: auto (FAKE's training colour) | none (alpha dropped) | a colour
     collapse: bool = False  # mode-collapse verdict + memorisation check (when REAL is images); the CLI's default
     collapse_n: int = 500  # samples judged by the collapse battery (the first of the metric samples)
+    collapse_features: str = "handcrafted"  # the battery's feature space: handcrafted | dinov2 (its margins were
+    # calibrated on handcrafted-v1; in DINOv2 space they are judged against the same real-vs-real baseline)
     all_checkpoints: bool = False  # with a run folder and collapse: judge every checkpoint, mark the best
     progress: bool = True  # progress bars/lines and the pre-start messages on stderr
+
+
+def check_metric_options(opts: EvalOptions) -> None:
+    """Refuse a metric-specific option that was given (not None) while none of its metrics is requested."""
+    if opts.is_split_order is not None and opts.is_split_order not in IS_SPLIT_ORDERS:
+        raise UserError(f"--is-split-order must be consecutive or shuffled, not {opts.is_split_order!r}.")
+    for name, (flag, users) in METRIC_OPTIONS.items():
+        if getattr(opts, name) is not None and not set(users) & set(opts.metrics):
+            raise UserError(f"{flag} applies only to {', '.join(users)}, which is not among --metrics "
+                            f"({', '.join(opts.metrics)}); add {users[0]} to --metrics or drop {flag}.")

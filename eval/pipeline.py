@@ -33,7 +33,7 @@ from ganplug.eval import verdict as verdict_m
 from ganplug.eval.features import handcrafted, weights
 from ganplug.eval.features.cache import FeatureCache
 from ganplug.eval.metrics import fid as fid_m
-from ganplug.eval.options import DEFAULT_METRICS, EvalOptions
+from ganplug.eval.options import DEFAULT_METRICS, EvalOptions, check_metric_options
 from ganplug.eval.registry import METRICS, Metric, MetricInput
 from ganplug.eval.report import ReportContent
 from ganplug.eval.scan import Plan, Scanned, cached_scan, finish, scan
@@ -42,7 +42,8 @@ from ganplug.progress import Bar, stderr_console
 
 SCHEMA = "ganplug-eval/1"
 ALL_METRICS = tuple(METRICS)
-PR_FEATURES = ("auto", "inception", "handcrafted")
+PR_FEATURES = ("auto", "inception", "handcrafted", "dinov2")
+COLLAPSE_FEATURES = ("handcrafted", "dinov2")
 INCEPTION_SPACE = "inception-pool3"
 
 __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "EvalOptions", "Evaluation", "evaluate", "parse_metrics", "run",
@@ -84,8 +85,13 @@ def resolve_options(options: EvalOptions | None, kwargs: dict) -> EvalOptions:
         opts.explicit_metrics = opts.metrics is not None
     opts.metrics = parse_metrics(DEFAULT_METRICS if opts.metrics is None else opts.metrics)
     opts.n = parse_n(opts.n)
+    check_metric_options(opts)
     if opts.pr_features not in PR_FEATURES:
-        raise weights.WeightsError(f"--pr-features must be auto, inception or handcrafted, not {opts.pr_features!r}.")
+        raise weights.WeightsError(f"--pr-features must be auto, inception, handcrafted or dinov2, not "
+                                   f"{opts.pr_features!r}.")
+    if opts.collapse_features not in COLLAPSE_FEATURES:
+        raise weights.WeightsError(f"--collapse-features must be handcrafted or dinov2, not "
+                                   f"{opts.collapse_features!r}.")
     return opts
 
 
@@ -148,6 +154,8 @@ class Networks:
     lpips: object | None = None
     space: str | None = None  # PR/DC feature space
     info: dict[str, dict] = field(default_factory=dict)  # the JSON's "weights"
+    extra: dict[str, object] = field(default_factory=dict)  # feature space -> DINOv2 / CLIP extractor
+    warnings: list[str] = field(default_factory=list)  # from loading (e.g. the slow TorchScript path)
 
 
 def _wants_inception(m: Metric, pr_features: str) -> bool:
@@ -172,6 +180,9 @@ def _load_inception(active: list[Metric], opts: EvalOptions, inputs: Inputs, net
     nets.inception = InceptionExtractor(found, inputs.runtime, opts.fid_mode, workers=opts.workers)
     nets.info["inception"] = found.as_json()
     inputs.notes.extend(nets.inception.notes)
+    for warning in nets.inception.warnings:
+        say(opts, f"warning: {warning}")
+    nets.warnings.extend(nets.inception.warnings)
 
 
 def _load_lpips(active: list[Metric], opts: EvalOptions, inputs: Inputs, nets: Networks) -> None:
@@ -195,14 +206,50 @@ def _load_lpips(active: list[Metric], opts: EvalOptions, inputs: Inputs, nets: N
     nets.info["vgg16"], nets.info["lpips-vgg16"] = vgg.as_json(), lin.as_json()
 
 
+def _feature_network_specs() -> tuple:
+    """(need, weights file, feature space, extractor class) of each feature network beyond Inception."""
+    from ganplug.eval.features import clip, dinov2
+
+    return ((reg.DINOV2, weights.DINOV2_VITL14, dinov2.NAME, dinov2.DinoV2Extractor),
+            (reg.CLIP, weights.CLIP_VITL14_336, clip.NAME, clip.ClipExtractor))
+
+
+def _load_feature_networks(active: list[Metric], opts: EvalOptions, inputs: Inputs, nets: Networks,
+                           collapse: bool) -> None:
+    """DINOv2 / CLIP, for the metrics that need them, PR/DC in DINOv2 space and a DINOv2-space verdict."""
+    for need, spec, space, extractor in _feature_network_specs():
+        users = [m for m in active if need in m.needs
+                 or (need == reg.DINOV2 and reg.SPACE in m.needs and opts.pr_features == "dinov2")]
+        for_verdict = need == reg.DINOV2 and collapse and opts.collapse_features == "dinov2"
+        if not users and not for_verdict:
+            continue
+        found = weights.locate(spec.key, opts.weights_dir, opts.allow_unverified_weights)
+        if found is None:
+            if for_verdict:
+                raise weights.WeightsError(f"--collapse-features dinov2 needs {spec.filename} (`ganplug weights fetch "
+                                           f"{spec.key}`). " + weights.missing_message(spec, opts.weights_dir))
+            for m in users:
+                inputs.skipped[m.name] = (f"{spec.filename} not found (`ganplug weights fetch {spec.key}`, or "
+                                          "`ganplug weights list` for where to put it)")
+                inputs.missing[m.name] = [spec]
+            continue
+        say(opts, f"loading {spec.filename} ({found.status}) from {found.path.parent}")
+        nets.extra[space] = extractor(found, inputs.runtime, workers=opts.workers)
+        nets.info[spec.key] = found.as_json()
+
+
 def load_networks(wanted: list[str], opts: EvalOptions, inputs: Inputs) -> Networks:
     """Locate and load the networks the runnable metrics need; a missing file skips its metrics."""
     nets = Networks()
     _load_inception([METRICS[n] for n in wanted if n not in inputs.skipped], opts, inputs, nets)
     _load_lpips([METRICS[n] for n in wanted if n not in inputs.skipped], opts, inputs, nets)
+    _load_feature_networks([METRICS[n] for n in wanted if n not in inputs.skipped], opts, inputs, nets,
+                           opts.collapse and inputs.real_images)
     if any(reg.SPACE in METRICS[n].needs for n in wanted if n not in inputs.skipped):
         auto = INCEPTION_SPACE if nets.inception is not None else handcrafted.NAME
         nets.space = handcrafted.NAME if opts.pr_features == "handcrafted" else auto
+        if opts.pr_features == "dinov2":
+            nets.space = reg.DINOV2_SPACE
         if nets.space == handcrafted.NAME and opts.pr_features == "auto":
             inputs.notes.append(f"precision/recall/density/coverage computed in the network-free {handcrafted.NAME} "
                                 "space")
@@ -252,12 +299,21 @@ def _plan(runnable: list[Metric], nets: Networks, opts: EvalOptions, size: int, 
     pool = any(reg.POOL in m.needs or (reg.SPACE in m.needs and nets.space == INCEPTION_SPACE) for m in used)
     logits = any(reg.LOGITS in m.needs for m in used)
     hand = any(reg.HANDCRAFTED in m.needs or (reg.SPACE in m.needs and nets.space == handcrafted.NAME) for m in used)
+    extra = {space: ext for space, ext in nets.extra.items()
+             if any(_uses_space(m, space, nets.space) for m in used)
+             or (space == reg.DINOV2_SPACE and keep is not None and opts.collapse_features == "dinov2")}
     plan = Plan(size, nets.inception if pool or logits else None, hand,
-                keep=np.zeros(0, np.int64) if keep is None else keep)
+                keep=np.zeros(0, np.int64) if keep is None else keep, networks=extra)
     for m in used:
         if reg.IMAGES in m.needs:
             plan.streams[m.name] = m.stream(opts, size)
     return plan
+
+
+def _uses_space(m: Metric, space: str, pr_space: str | None) -> bool:
+    """Does metric `m` read the features of this DINOv2/CLIP space (directly, or as the PR/DC space)?"""
+    need = reg.DINOV2 if space == reg.DINOV2_SPACE else reg.CLIP
+    return need in m.needs or (reg.SPACE in m.needs and pr_space == space)
 
 
 def refuse_streams(runnable: list[Metric], opts: EvalOptions, size: int, skipped: dict[str, str]) -> None:
@@ -279,6 +335,7 @@ class Pass:
     size: int  # the common image size
     fake_keep: np.ndarray | None = None  # rows kept for the collapse battery and the report
     real_keep: np.ndarray | None = None
+    networks: dict[str, object] = field(default_factory=dict)  # the DINOv2/CLIP extractors (verdict re-judging)
 
     @property
     def cache(self) -> dict:
@@ -307,7 +364,7 @@ def one_pass(runnable: list[Metric], nets: Networks, inputs: Inputs, opts: EvalO
         cache = FeatureCache(Path(opts.cache_dir) if opts.cache_dir else None, enabled=opts.use_cache)
         real = cached_scan(inputs.real, _plan(runnable, nets, opts, size, real=True, keep=real_keep), cache,
                            opts.batch_size, "REAL features" if opts.progress else None)
-    return Pass(fake, real, size, fake_keep, real_keep)
+    return Pass(fake, real, size, fake_keep, real_keep, nets.extra)
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -334,15 +391,17 @@ def compute_metrics(runnable: list[Metric], p: Pass, nets: Networks, inputs: Inp
 
 
 # What each network-based metric was computed with, and the range the published network can give.
-NETWORK_KEYS = {"fid": ("inception",), "kid": ("inception",), "is": ("inception",), "ppl": ("vgg16", "lpips-vgg16")}
+NETWORK_KEYS = {"fid": ("inception",), "kid": ("inception",), "is": ("inception",), "ppl": ("vgg16", "lpips-vgg16"),
+                "fd_dinov2": ("dinov2-vitl14",), "cmmd": ("clip-vitl14-336",)}
 PLAUSIBLE_MAX = {"fid": 1000.0}  # published Inception pool3: distances between very different sets stay in the
 # hundreds (noise vs faces ~400); millions only come from another network (a stand-in) or broken features
 WEAK = ("stand-in", "hash differs", "hash not pinned")  # worst first
 
 
 def _networks_of(name: str, entry: dict) -> tuple[str, ...]:
-    if name in ("pr", "dc"):
-        return ("inception",) if entry.get("feature_space") == INCEPTION_SPACE else ()
+    if name in ("pr", "dc", "vendi"):
+        spaces = {INCEPTION_SPACE: ("inception",), reg.DINOV2_SPACE: ("dinov2-vitl14",)}
+        return spaces.get(entry.get("feature_space"), ())
     return NETWORK_KEYS.get(name, ())
 
 
@@ -404,8 +463,10 @@ def apply_sample_count(inputs: Inputs, nets: Networks, opts: EvalOptions, size: 
     device = inputs.runtime.device.type
     if opts.n == "auto" and device != "cuda" and opts.progress:
         say(opts, f"--n auto: timing {sizing.TIMING_BATCH} images through the generator and feature networks")
-    pair_dim = (2048 if nets.space == INCEPTION_SPACE else handcrafted.DIM) if "pr" in runnable else 0
-    count = sizing.choose(opts.n, inputs.fake, real_count, nets.inception, size, device, pair_dim)
+    dims = {INCEPTION_SPACE: 2048, reg.DINOV2_SPACE: 1024}
+    pair_dim = dims.get(nets.space, handcrafted.DIM) if "pr" in runnable else 0
+    timed = _AllFeatures([nets.inception, *nets.extra.values()]) if nets.extra else nets.inception
+    count = sizing.choose(opts.n, inputs.fake, real_count, timed, size, device, pair_dim)
     if count.n < inputs.fake.count:
         if isinstance(inputs.fake, CheckpointSource):
             inputs.fake.limit(count.n)
@@ -417,6 +478,17 @@ def apply_sample_count(inputs: Inputs, nets: Networks, opts: EvalOptions, size: 
     if message:
         say(opts, message)
     return count
+
+
+class _AllFeatures:
+    """Every feature network of the pass behind one `extract`, so `--n auto` times them all."""
+
+    def __init__(self, extractors: list) -> None:
+        self.extractors = [e for e in extractors if e is not None]
+
+    def extract(self, images: list[np.ndarray]) -> None:
+        for e in self.extractors:
+            e.extract(images)
 
 
 def save_fake_stats(path: str | None, fake_pool: np.ndarray | None, notes: list[str]) -> None:
@@ -435,27 +507,41 @@ class Collapse:
     report: ReportContent
 
 
-def _kept_features(scanned: Scanned, keep: np.ndarray) -> np.ndarray | None:
-    """Handcrafted features of the kept images, when the pass already computed them for every image."""
-    hand = scanned.side.hand
-    return None if hand is None else hand[keep]
+def _kept_features(scanned: Scanned, keep: np.ndarray, space: str = handcrafted.NAME) -> np.ndarray | None:
+    """Features of the kept images in `space`, when the pass already computed them for every image."""
+    feats = scanned.side.space(space)
+    return None if feats is None else feats[keep]
+
+
+def _verdict_space(opts: EvalOptions) -> str:
+    return reg.DINOV2_SPACE if opts.collapse_features == "dinov2" else handcrafted.NAME
+
+
+def _image_features(extractor):
+    """uint8 NCHW images -> the extractor's features (for other checkpoints' samples in the verdict)."""
+    return lambda images: extractor.extract(list(images.permute(0, 2, 3, 1).contiguous().numpy()))
 
 
 def judge_collapse(fake, real, p: Pass, inputs: Inputs, opts: EvalOptions) -> Collapse:
     """The verdict, memorisation check and (for a run folder) losses and checkpoints, from the kept images."""
     if p.fake.kept is None or p.real.kept is None:
         raise DataError("the collapse check needs images on both sides.")
-    j = verdict_m.judge(p.fake.kept, p.real.kept, seed=opts.seed,
-                        fake_features=_kept_features(p.fake, p.fake_keep),
-                        real_features=_kept_features(p.real, p.real_keep))
-    out = {"feature_space": handcrafted.NAME, "collapse": j.verdict.as_json(),
+    space = _verdict_space(opts)
+    fake_f, real_f = _kept_features(p.fake, p.fake_keep, space), _kept_features(p.real, p.real_keep, space)
+    if space != handcrafted.NAME and (fake_f is None or real_f is None):  # never handcrafted under another name
+        raise DataError(f"the collapse check in {space} space has no {space} features for both sides.")
+    j = verdict_m.judge(p.fake.kept, p.real.kept, seed=opts.seed, fake_features=fake_f, real_features=real_f,
+                        feature_space=space)
+    out = {"feature_space": space, "collapse": j.verdict.as_json(),
            "memorisation": j.memorisation.as_json()}
     run_dir = verdict_m.run_folder(fake)
     if run_dir is not None:
         out["losses"] = verdict_m.read_losses(run_dir / "metrics.jsonl")
         if opts.all_checkpoints and isinstance(inputs.fake, CheckpointSource):
+            features = _image_features(p.networks[space]) if space != handcrafted.NAME else None
             rows = verdict_m.judge_checkpoints(run_dir, inputs.fake, j, n=len(p.fake.kept), size=p.size,
-                                               seed=opts.seed, runtime=inputs.runtime, batch_size=opts.batch_size)
+                                               seed=opts.seed, runtime=inputs.runtime, batch_size=opts.batch_size,
+                                               features=features)
             if rows:
                 out["checkpoints"] = rows
     context = verdict_m.training_context(inputs.fake, fake)
@@ -463,7 +549,7 @@ def judge_collapse(fake, real, p: Pass, inputs: Inputs, opts: EvalOptions) -> Co
         out["training"] = context
         if context.get("early"):
             out["collapse"]["context"] = context["text"]
-    content = ReportContent(str(fake), str(real), handcrafted.NAME, out["collapse"], out["memorisation"],
+    content = ReportContent(str(fake), str(real), space, out["collapse"], out["memorisation"],
                             p.fake.kept, p.real.kept, j.reference.counts, losses=out.get("losses"),
                             checkpoints=out.get("checkpoints", []), training=context)
     return Collapse(out, content)
@@ -483,7 +569,7 @@ class Evaluation:
 def _result(inputs: Inputs, opts: EvalOptions, nets: Networks, results: dict, p: Pass, t_start: float,
             count: sizing.SampleCount) -> dict:
     wanted = list(opts.metrics)
-    warnings = flag_provenance(results, nets.info)
+    warnings = nets.warnings + flag_provenance(results, nets.info)
     unverified = [k for k, w in nets.info.items() if not w["verified"]]
     if unverified:
         inputs.notes.append(f"weights not verified against a published hash: {', '.join(unverified)}; numbers are "
@@ -496,7 +582,8 @@ def _result(inputs: Inputs, opts: EvalOptions, nets: Networks, results: dict, p:
         "real": inputs.real.describe() if inputs.real else None,
         "settings": {k: v for k, v in asdict(opts).items() if k not in ("cache_dir", "weights_dir")}
         | {"metrics": list(opts.metrics), "device": str(inputs.runtime.device),
-           "precision": inputs.runtime.precision, "n_auto": count.auto},
+           "precision": inputs.runtime.precision, "n_auto": count.auto,
+           "is_split_order": opts.is_split_order or "consecutive"},
         "sample_count": count.as_json(),
         "weights": nets.info,
         "metrics": {m: results[m] for m in wanted if m in results},

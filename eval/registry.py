@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from ganplug.errors import DataError
+from ganplug.eval.features.clip import NAME as CLIP_SPACE
+from ganplug.eval.features.dinov2 import NAME as DINOV2_SPACE
+from ganplug.eval.metrics import cmmd, inception_score, kid, msssim, prdc, swd, vendi
 from ganplug.eval.metrics import fid as fid_m
-from ganplug.eval.metrics import inception_score, kid, msssim, prdc, swd
 from ganplug.eval.options import EvalOptions
 
 POOL = "pool"  # Inception pool3 features [N, 2048] of each input
@@ -28,7 +30,9 @@ SPACE = "space"  # the PR/DC feature space: POOL or HANDCRAFTED, chosen by --pr-
 IMAGES = "images"  # every decoded image (uint8 NCHW, common size), through the entry's stream accumulator
 GENERATOR = "generator"  # the FAKE generator itself (a checkpoint or run folder)
 LPIPS = "lpips"  # the LPIPS-VGG16 network
-NEEDS = (POOL, LOGITS, HANDCRAFTED, SPACE, IMAGES, GENERATOR, LPIPS)
+DINOV2 = "dinov2"  # DINOv2 ViT-L/14 CLS features [N, 1024] of each input (Side.features[DINOV2_SPACE])
+CLIP = "clip"  # unit-length CLIP ViT-L/14@336px embeddings [N, 768] of each input (Side.features[CLIP_SPACE])
+NEEDS = (POOL, LOGITS, HANDCRAFTED, SPACE, IMAGES, GENERATOR, LPIPS, DINOV2, CLIP)
 
 
 class Accumulator(Protocol):
@@ -44,8 +48,16 @@ class Side:
     logits: np.ndarray | None = None
     hand: np.ndarray | None = None
     streams: dict[str, Accumulator] = field(default_factory=dict)
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # network feature spaces by name (DINOv2, CLIP)
+
+    def spaces(self) -> dict[str, np.ndarray]:
+        """Every feature space this pass computed, by name (handcrafted always first)."""
+        named = {"handcrafted-v1": self.hand, "inception-pool3": self.pool, **self.features}
+        return {k: v for k, v in named.items() if v is not None}
 
     def space(self, name: str) -> np.ndarray | None:
+        if name in self.features:
+            return self.features[name]
         return self.pool if name == "inception-pool3" else self.hand
 
 
@@ -57,7 +69,7 @@ class MetricInput:
     fake: Side
     real: Side | None  # None without REAL or when REAL is a statistics file
     real_stats: tuple[np.ndarray, np.ndarray] | None = None  # REAL mu, sigma from a .npz
-    space: str | None = None  # "inception-pool3" or "handcrafted-v1" (PR/DC)
+    space: str | None = None  # "inception-pool3", "handcrafted-v1" or "dinov2-vitl14" (PR/DC)
     size: int = 0  # the common image size the IMAGES streams saw
     device: torch.device | str = "cpu"  # where the Frechet distance's linear algebra runs
     generator: object | None = None  # the CheckpointSource (G, spec) for GENERATOR
@@ -127,10 +139,12 @@ def _kid(m: MetricInput) -> dict:
           help="Inception score: confident and varied ImageNet classes (higher is better; weak for art).")
 def _is(m: MetricInput) -> dict:
     fid_m.check_finite(m.fake.logits, "FAKE Inception logits")
-    r = inception_score.inception_score(m.fake.logits, m.opts.is_splits)
+    order = m.opts.is_split_order or "consecutive"
+    seed = m.opts.seed if order == "shuffled" else None
+    r = inception_score.inception_score(m.fake.logits, m.opts.is_splits, shuffle_seed=seed)
     if r.note:
         m.notes.append(r.note)
-    return {"value": r.mean, "std": r.std, "splits": r.splits}
+    return {"value": r.mean, "std": r.std, "splits": r.splits, "split_order": order, "shuffle_seed": seed}
 
 
 @register("ppl", needs={GENERATOR, LPIPS}, real="unused", default=False,
@@ -197,3 +211,44 @@ def _msssim(m: MetricInput) -> dict:
         raise DataError("MS-SSIM diversity needs at least 2 FAKE images.")
     real = m.real.streams["msssim"].result() if m.real is not None and "msssim" in m.real.streams else None
     return {**r, "real": real["value"] if real and real["pairs"] else None}
+
+
+def _network_features(m: MetricInput, space: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    fake, real = m.fake.features[space], m.real.features[space]
+    fid_m.check_finite(fake, f"FAKE {what}")
+    fid_m.check_finite(real, f"REAL {what}")
+    return fake, real
+
+
+@register("fd_dinov2", needs={DINOV2}, default=False,
+          help="Fréchet distance on DINOv2 ViT-L/14 features (Stein et al. 2023): FID's formula in a space that "
+               "tracks human judgement better (lower is better).")
+def _fd_dinov2(m: MetricInput) -> dict:
+    fake, real = _network_features(m, DINOV2_SPACE, "DINOv2 features")
+    return {"value": fid_m.fid_from_features(fake, real, m.device), "feature_space": DINOV2_SPACE,
+            "fake_samples": int(len(fake)), "real_samples": int(len(real))}
+
+
+@register("cmmd", needs={CLIP}, default=False,
+          help="CMMD (Jayasumana et al. 2024): MMD between CLIP image embeddings, Gaussian kernel, sigma 10, x1000 "
+               "(lower is better).")
+def _cmmd(m: MetricInput) -> dict:
+    fake, real = _network_features(m, CLIP_SPACE, "CLIP embeddings")
+    return {"value": cmmd.cmmd(real, fake, device=m.device), "feature_space": CLIP_SPACE, "sigma": cmmd.SIGMA,
+            "scale": cmmd.SCALE, "estimator": "biased (all pairs)", "fake_samples": int(len(fake)),
+            "real_samples": int(len(real))}
+
+
+@register("vendi", needs={HANDCRAFTED, SPACE}, real="optional",
+          help="Vendi score: the effective number of distinct samples (exp of the entropy of the cosine-similarity "
+               "spectrum; higher is more diverse, at most the sample count; compare with the real set's).")
+def _vendi(m: MetricInput) -> dict:
+    real = m.real.spaces() if m.real is not None else {}
+    per = {}
+    for name, feats in m.fake.spaces().items():
+        fid_m.check_finite(feats, f"FAKE {name} features")
+        per[name] = {"fake": vendi.vendi_score(feats),
+                     "real": vendi.vendi_score(real[name]) if name in real else None}
+    head = "inception-pool3" if "inception-pool3" in per else "handcrafted-v1"
+    return {"value": per[head]["fake"], "real": per[head]["real"], "feature_space": head, "spaces": per,
+            "samples": int(len(m.fake.hand))}

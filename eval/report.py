@@ -279,10 +279,15 @@ def render_html(c: ReportContent) -> str:
 
 
 def _metric_value(name: str, m: dict) -> str:
+    if name in ("pr", "dc", "fd_dinov2", "cmmd") and m.get("feature_space"):  # which network's space
+        return f"{_metric_value(name, {**m, 'feature_space': None})} ({m['feature_space']} features)"
     if name == "pr":
         return f"precision {m['precision']:.3f}, recall {m['recall']:.3f}"
     if name == "dc":
         return f"density {m['density']:.3f}, coverage {m['coverage']:.3f}"
+    if name == "vendi":  # diversity per feature space, FAKE beside REAL
+        return "; ".join(f"{space}: fake {v['fake']:.4g}" + (f", real {v['real']:.4g}" if v["real"] is not None
+                                                            else "") for space, v in m["spaces"].items())
     return f"{m['value']:.4g}" if isinstance(m.get("value"), float | int) else str(m.get("value"))
 
 

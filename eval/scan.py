@@ -29,9 +29,12 @@ class Plan:
     hand: bool = False  # handcrafted features of every image
     streams: dict[str, Accumulator] = field(default_factory=dict)  # metric name -> accumulator fed every batch
     keep: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted rows whose images are kept
+    # feature space name -> extractor (DINOv2, CLIP): `extract(list of HWC uint8 arrays) -> [N, D] array`
+    networks: dict[str, object] = field(default_factory=dict)
 
     def reads_images(self) -> bool:
-        return self.inception is not None or self.hand or bool(self.streams) or len(self.keep) > 0
+        return (self.inception is not None or self.hand or bool(self.streams) or len(self.keep) > 0
+                or bool(self.networks))
 
 
 @dataclass
@@ -85,9 +88,12 @@ def scan(source: Source, plan: Plan, batch_size: int, label: str | None = None) 
 
 def _scan_batches(source: Source, plan: Plan, batch_size: int, out: Scanned, bar: Bar | None) -> None:
     pool, logits, hand, kept = [], [], [], []
+    nets: dict[str, list[np.ndarray]] = {name: [] for name in plan.networks}
     row, t0 = 0, time.perf_counter()
     for batch in source.batches(batch_size):
         n = len(batch.arrays)
+        for name, extractor in plan.networks.items():
+            nets[name].append(extractor.extract(batch.arrays))
         if plan.inception is not None:
             feats = plan.inception.extract(batch.arrays)
             pool.append(feats.pool)
@@ -107,12 +113,13 @@ def _scan_batches(source: Source, plan: Plan, batch_size: int, out: Scanned, bar
         elif bar is not None:
             bar.done = row  # the closing line shows it
     out.side.pool, out.side.logits, out.side.hand = _concat(pool), _concat(logits), _concat(hand)
+    out.side.features.update({name: _concat(parts) for name, parts in nets.items() if parts})
     out.kept = torch.cat(kept) if kept else None
     out.seconds = time.perf_counter() - t0
 
 
 def _keys(source: Source, plan: Plan, cache: FeatureCache) -> dict[str, str]:
-    if plan.inception is None and not plan.hand:
+    if plan.inception is None and not plan.hand and not plan.networks:
         return {}  # nothing cacheable asked for: do not hash the whole set
     content = source.content_hash() if cache.enabled else None
     if content is None:
@@ -125,6 +132,9 @@ def _keys(source: Source, plan: Plan, cache: FeatureCache) -> dict[str, str]:
                                       precision=inc.runtime.precision, device=inc.runtime.device.type, v=1)
     if plan.hand:
         keys["handcrafted"] = cache_key(content=content, extractor=handcrafted.NAME, size=plan.size, v=1)
+    for name, ext in plan.networks.items():
+        keys[name] = cache_key(content=content, extractor=name, weights=ext.found.sha256,
+                               device=ext.runtime.device.type, v=1)
     return keys
 
 
@@ -134,7 +144,7 @@ def cached_scan(source: Source, plan: Plan, cache: FeatureCache, batch_size: int
     keys = _keys(source, plan, cache)
     hits = {name: hit for name, key in keys.items() if (hit := cache.load(key)) is not None}
     todo = Plan(plan.size, None if "inception" in hits else plan.inception, plan.hand and "handcrafted" not in hits,
-                plan.streams, plan.keep)
+                plan.streams, plan.keep, {k: v for k, v in plan.networks.items() if k not in hits})
     out = scan(source, todo, batch_size, label)
     side = out.side
     if "inception" in hits:
@@ -151,4 +161,11 @@ def cached_scan(source: Source, plan: Plan, cache: FeatureCache, batch_size: int
         cache.save(keys["handcrafted"], {"features": side.hand},
                    {"source": source.describe(), "extractor": handcrafted.NAME})
         out.cache["handcrafted"] = "computed, cached"
+    for name in plan.networks:
+        if name in hits:
+            side.features[name] = hits[name]["features"]
+            out.cache[name] = "cache hit"
+        elif name in keys and name in side.features:
+            cache.save(keys[name], {"features": side.features[name]}, {"source": source.describe(), "extractor": name})
+            out.cache[name] = "computed, cached"
     return out

@@ -47,20 +47,22 @@ class Judgement:
 
 
 def judge(fake_images: torch.Tensor, real_images: torch.Tensor, *, seed: int, fake_features=None,
-          real_features=None) -> Judgement:
-    """Build the real reference once and judge the samples (features computed here unless given)."""
+          real_features=None, feature_space: str = FEATURE_SPACE) -> Judgement:
+    """Build the real reference once and judge the samples (handcrafted features computed here unless given;
+    features of another space must be given, and `feature_space` names them)."""
     fake_f = handcrafted_features(fake_images) if fake_features is None else fake_features
     real_f = handcrafted_features(real_images) if real_features is None else real_features
     ref = build_reference(real_f, seed=seed, real_images=real_images[:BASELINE_IMAGES], baseline_n=len(fake_f),
-                          feature_space=FEATURE_SPACE)
+                          feature_space=feature_space)
     train_nn = train_nn_distances(real_f)
     return Judgement(ref, assess(ref, fake_f, fake_images), memorisation(fake_f, real_f, train_nn=train_nn),
                      real_f, train_nn)
 
 
-def rejudge(j: Judgement, fake_images: torch.Tensor) -> tuple[Verdict, Memorisation]:
-    """Judge other samples (another checkpoint's) against the same real reference."""
-    f = handcrafted_features(fake_images)
+def rejudge(j: Judgement, fake_images: torch.Tensor, features=None) -> tuple[Verdict, Memorisation]:
+    """Judge other samples (another checkpoint's) against the same real reference; `features` maps images to
+    the reference's feature space (handcrafted when None)."""
+    f = (features or handcrafted_features)(fake_images)
     return assess(j.reference, f, fake_images), memorisation(f, j.real_features, train_nn=j.train_nn)
 
 
@@ -69,7 +71,7 @@ def _sample(src: CheckpointSource, size: int, batch_size: int) -> torch.Tensor:
 
 
 def judge_checkpoints(run: Path, main: CheckpointSource, j: Judgement, *, n: int, size: int, seed: int,
-                      runtime, batch_size: int) -> list[dict]:
+                      runtime, batch_size: int, features=None) -> list[dict]:
     """Every checkpoint of the run judged with the same real reference; the best one marked. The one FAKE
     already is (its first n seeds, judged as `j`) is not sampled again."""
     rows = []
@@ -78,7 +80,7 @@ def judge_checkpoints(run: Path, main: CheckpointSource, j: Judgement, *, n: int
             v, mem, step = j.verdict, j.memorisation, main.loaded.meta.get("step")
         else:
             src = CheckpointSource.open(ck, n, seed, runtime, main.truncation, main.background)
-            (v, mem), step = rejudge(j, _sample(src, size, batch_size)), src.loaded.meta.get("step")
+            (v, mem), step = rejudge(j, _sample(src, size, batch_size), features), src.loaded.meta.get("step")
         st = v.stats
         rows.append({"checkpoint": ck.name, "step": step, "verdict": v.verdict, "severity": v.severity,
                      "coverage": st["coverage"], "precision": st["precision"], "recall": st["recall"],

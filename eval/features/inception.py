@@ -5,13 +5,15 @@ Two preprocessing modes, both defined by clean-fid:
   then the trunk `layers` runs on (x - 128) / 128. On CPU the resize is PIL's, channel by channel, so
   features equal clean-fid's; on CUDA it is torch's antialiased bicubic on the GPU (PIL's kernel;
   max difference ~2e-3 grey levels).
-- "legacy": the file's own forward with TF-style bilinear resize inside and (x - 127.5) / 127.5,
-  i.e. clean-fid's `legacy_tensorflow` mode and StyleGAN2-ADA's protocol.
+- "legacy": the file's own forward with TF-style bilinear resize inside and (x - 128) / 128 (the
+  published file's own scaling; see eval/features/inception_arch.py), i.e. clean-fid's
+  `legacy_tensorflow` mode and StyleGAN2-ADA's protocol.
 
 Speed: the scripted file is loaded, then its weights are moved into an eager twin of the same
-architecture (eval/features/inception_arch.py) with batch norm folded into the convolutions and
-channels_last memory, so oneDNN/cuDNN pick fast kernels; `bf16` runs the twin's weights and
-activations in bfloat16. If the file's weights do not fit the twin, the scripted trunk runs as is.
+architecture (eval/features/inception_arch.py; the file layouts it accepts: inception_layout.py) with
+batch norm folded into the convolutions and channels_last memory, so oneDNN/cuDNN pick fast kernels;
+`bf16` runs the twin's weights and activations in bfloat16. If the file's weights do not fit the twin,
+the scripted trunk runs as is and the extractor carries a warning saying so and what it costs.
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ from torch import nn
 from ganplug.device import Runtime
 from ganplug.errors import UserError
 from ganplug.eval.features.inception_arch import INPUT_SIZE, NUM_LOGITS, POOL_DIM, ConvBN, InceptionFID
+from ganplug.eval.features.inception_layout import SLOW_PATH, load_twin
 from ganplug.eval.features.weights import FoundWeights, WeightsError, check_safe_to_load
 
 FID_MODES = ("clean", "legacy")
+# How much slower the scripted trunk is than the twin at the precision asked for (CPU, docs/benchmarks.md:
+# scripted fp32 8.9 img/s; twin fp32 12.0; twin bf16 24.6-28.7). The scripted trunk always runs in fp32.
+SLOW_FACTOR = {"fp32": "1.3x", "bf16": "3x", "fp16": "3x"}
 
 
 def load_scripted(path) -> torch.jit.ScriptModule:
@@ -67,14 +73,8 @@ def fold_batchnorm_(model: nn.Module) -> nn.Module:
 
 
 def eager_twin(scripted: torch.jit.ScriptModule) -> InceptionFID | None:
-    """The same weights in an eager module, or None when the file's layout differs from ours."""
-    twin = InceptionFID()
-    state = {k: v for k, v in scripted.state_dict().items()}
-    try:
-        twin.load_state_dict(state, strict=True)
-    except RuntimeError:
-        return None
-    return twin.eval()
+    """The same weights in an eager module, or None when the file's layout differs from the published one."""
+    return load_twin(scripted).twin
 
 
 def pil_clean_resize(img: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
@@ -101,8 +101,11 @@ class InceptionExtractor:
         self.found, self.runtime, self.mode = found, runtime, mode
         self.scripted = load_scripted(found.path)
         self.out_weight = self.scripted.output.weight.detach().to(torch.float64)
-        twin = eager_twin(self.scripted)
+        match = load_twin(self.scripted) if mode == "clean" else None  # legacy runs the file's own forward
+        twin = match.twin if match else None
+        self.layout = match.layout if match else None  # "published" | "ganplug" | None (TorchScript runs)
         self.notes: list[str] = []
+        self.warnings: list[str] = []  # the user must hear these (JSON `warnings`, terminal, report)
         if runtime.precision == "fp16" and runtime.device.type == "cpu":
             raise UserError("fp16 Inception features are not supported on the CPU; use --precision bf16 or fp32.")
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(runtime.precision, torch.float32)
@@ -119,7 +122,9 @@ class InceptionExtractor:
                 trunk = trunk.to(memory_format=torch.channels_last)
             self.trunk = trunk
         else:
-            self.notes.append("Inception file layout differs from ganplug's twin; running the TorchScript trunk")
+            self.warnings.append(f"{found.path} does not match the published inception-2015-12-05.pt layout "
+                                 f"({match.reason}); "
+                                 + SLOW_PATH.format(factor=SLOW_FACTOR.get(runtime.precision, "1.3x")))
             self.trunk = self.scripted.layers.to(runtime.device)
             self.dtype = torch.float32
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers)) if workers > 0 else None

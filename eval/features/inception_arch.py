@@ -155,7 +155,13 @@ class InceptionFID(nn.Module):
     def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False,
                 no_output_bias: bool = False) -> torch.Tensor:
         x = tf_resize_299(img.to(torch.float16 if use_fp16 else torch.float32))
-        x = (x - 127.5) / 127.5
+        # The published file scales by (x - 128) / 128, not (x - 127.5) / 127.5: its forward's `.code` ends the
+        # resize with `x0.sub_(128)` / `x1.div_(128)`, as quoted by re-implementations checked against it
+        # (github.com/miemie2013/ppgan ppgan/metrics/inception_paddle.py, converted with
+        # convert_weights/inception_convert_weights.py, which compares features with the file), and clean-fid
+        # applies the same (x - 128) / 128 before calling the file's trunk itself (GaParmar/clean-fid,
+        # cleanfid/inception_torchscript.py, InceptionV3W.forward with resize_inside=False).
+        x = (x - 128.0) / 128.0
         features = self.layers(x).reshape(-1, 2048)  # POOL_DIM (literal for TorchScript)
         if return_features:
             return features

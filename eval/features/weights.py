@@ -2,7 +2,8 @@
 
 Each file is found in this order: `--weights-dir`, `$GANPLUG_WEIGHTS`, `~/.cache/ganplug`, then the
 places other tools keep the same file in the user's own folders (torch hub's checkpoint folder, the
-`lpips` package's bundled weights), so a machine that already ran torchvision needs nothing new.
+`lpips` package's bundled weights, OpenAI clip's `~/.cache/clip`), so a machine that already ran torchvision
+(or torch hub's dinov2, as dgm-eval does) needs nothing new.
 
 The system temp folder (`/tmp`, `tempfile.gettempdir()`, where clean-fid downloads its Inception file) is
 never searched: anyone can put a file there, and `inception-2015-12-05.pt` is TorchScript, which runs code
@@ -71,7 +72,28 @@ LPIPS_VGG = WeightFile(
     used_by=("ppl",),
     what="LPIPS v0.1 linear calibration layers for VGG16 (shipped inside the `lpips` PyPI package)",
 )
-KNOWN: dict[str, WeightFile] = {w.key: w for w in (INCEPTION, VGG16, LPIPS_VGG)}
+DINOV2_VITL14 = WeightFile(
+    key="dinov2-vitl14",
+    filename="dinov2_vitl14_pretrain.pth",
+    url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
+    # Not pinned: Meta publishes no digest (torch hub downloads it without a hash check).
+    sha256=None,
+    sha256_prefix=None,
+    used_by=("fd_dinov2", "pr", "dc"),
+    what="DINOv2 ViT-L/14 backbone state dict (torch hub dinov2_vitl14; FD-DINOv2 of Stein et al. 2023)",
+)
+CLIP_VITL14_336 = WeightFile(
+    key="clip-vitl14-336",
+    filename="ViT-L-14-336px.pt",
+    url="https://openaipublic.azureedge.net/clip/models/"
+        "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+    # Published: the digest is part of OpenAI's URL; OpenAI's clip.py and scenic (CMMD's loader) check it.
+    sha256="3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
+    sha256_prefix=None,
+    used_by=("cmmd",),
+    what="TorchScript OpenAI CLIP ViT-L/14@336px (the network of the CMMD reference code)",
+)
+KNOWN: dict[str, WeightFile] = {w.key: w for w in (INCEPTION, VGG16, LPIPS_VGG, DINOV2_VITL14, CLIP_VITL14_336)}
 
 
 class WeightsError(UserError):
@@ -135,6 +157,8 @@ def search_dirs(spec: WeightFile, weights_dir: str | os.PathLike | None = None) 
         dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
     except Exception:  # noqa: BLE001 - torch hub dir is a convenience, never required
         pass
+    if spec.key == "clip-vitl14-336":  # where OpenAI's clip.load() downloads it
+        dirs.append(Path(os.path.expanduser("~/.cache/clip")))
     if spec.key == "lpips-vgg16":
         try:
             import importlib.util
@@ -352,6 +376,7 @@ def survey(weights_dir=None) -> list[dict]:
     rows = []
     for key, spec in KNOWN.items():
         row = {"key": key, "file": spec.filename, "used_by": list(spec.used_by), "expected": expected_hash_text(spec),
+               "url": spec.url,
                "searched": [str(d) for d in search_dirs(spec, weights_dir)], "found": None, "status": "missing"}
         try:
             found = locate(key, weights_dir, allow_unverified=True)

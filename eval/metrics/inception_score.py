@@ -2,7 +2,9 @@
 
 Probabilities are the softmax of the 1008 logits WITHOUT the output bias, as StyleGAN2-ADA
 (`no_output_bias=True`) and torch-fidelity (`logits_unbiased`) define it. Chunks are consecutive
-after an optional seeded shuffle (torch-fidelity shuffles with seed 2020; StyleGAN2-ADA does not).
+after an optional seeded shuffle (torch-fidelity shuffles with numpy RandomState(2020).permutation;
+StyleGAN2-ADA does not). ganplug's default is StyleGAN2-ADA's (`shuffle_seed=None`); `ganplug eval
+--is-split-order shuffled` passes `--seed` as the shuffle seed.
 """
 
 from __future__ import annotations

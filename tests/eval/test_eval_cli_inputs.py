@@ -36,8 +36,9 @@ def test_network_free_metrics_run_and_inception_ones_are_skipped_without_weights
     data = json.loads(out_json.read_text())
     assert data["schema"] == "ganplug-eval/1"
     assert "inception-2015-12-05.pt not found" in data["skipped"]["fid"]
-    assert set(data["metrics"]) == {"swd", "pr", "dc", "msssim"}
+    assert set(data["metrics"]) == {"swd", "pr", "dc", "msssim", "vendi"}
     assert data["metrics"]["pr"]["feature_space"] == "handcrafted-v1"
+    assert data["metrics"]["vendi"]["feature_space"] == "handcrafted-v1" and data["metrics"]["vendi"]["real"] > 1
     assert any("mode L converted to RGB" in n for n in data["real"]["notes"])
     assert "at least 20 real images" in data["skipped"]["collapse"]  # too few for the verdict: skipped, not fatal
     assert main(["eval", str(fake), "--real", str(real), "--metrics", "swd", "--json", str(out_json)]) == 2  # exists

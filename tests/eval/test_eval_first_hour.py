@@ -123,7 +123,8 @@ def test_a_default_metric_that_cannot_run_is_skipped_visibly(shapes_dir, tmp_pat
     assert re.search(r"^skipping fid, kid, is: inception-2015-12-05.pt not found \(`ganplug weights fetch "
                      r"inception`", captured.err, re.M), captured.err
     data = json.loads(out.read_text())
-    assert set(data["skipped"]) == {"fid", "kid", "is"} and set(data["metrics"]) == {"pr", "dc", "swd", "msssim"}
+    assert set(data["skipped"]) == {"fid", "kid", "is"} and set(data["metrics"]) == {"pr", "dc", "swd", "msssim",
+                                                                                      "vendi"}
     assert all("ganplug weights fetch inception" in r for r in data["skipped"].values())
     assert data["settings"]["explicit_metrics"] is False
     text = page.read_text()

@@ -56,9 +56,9 @@ def train(
     data: Path = typer.Argument(None, help="Image folder or prepared dataset (`ganplug prep`)."),
     out: Path = typer.Option(None, "--out", "-o", callback=v.output_dir,
                              help="Run folder for checkpoints, samples and logs."),
-    arch: str = typer.Option(D["arch"], help="Model family: dcgan, stylegan, fastgan (small data: skip-layer "
-                             "excitation, self-supervised D, hinge, DiffAugment; try --batch 8), or pix2pix (image to "
-                             "image, trained on pairs from `ganplug prep --pairs`)."),
+    arch: str = typer.Option(D["arch"], help="Model family: fastgan (the default: small data, skip-layer "
+                             "excitation, self-supervised D, hinge, DiffAugment, batch 8), dcgan, stylegan, or pix2pix "
+                             "(image to image, trained on pairs from `ganplug prep --pairs`)."),
     size: int = typer.Option(None, min=1, help=f"Image size in pixels, a power of two (default: a prepared "
                              f"dataset's size, else {D['size']})."),
     steps: int = typer.Option(D["steps"], min=1, help="Generator updates."),

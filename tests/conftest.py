@@ -80,7 +80,7 @@ def shapes_dir(tmp_path_factory) -> Path:
 def tiny_config(data: Path, out: Path, **overrides):
     from ganplug.train.config import TrainConfig
 
-    values = dict(data=str(data), out=str(out), size=32, steps=6, batch=8, sample_every=3, ckpt_every=3,
+    values = dict(data=str(data), out=str(out), arch="dcgan", size=32, steps=6, batch=8, sample_every=3, ckpt_every=3,
                   device="cpu", precision="fp32", channels_last=False, grid_samples=4,
                   model={"base_channels": 8})
     values.update(overrides)

@@ -53,7 +53,8 @@ def test_normal_quantile_matches_scipy():
 def test_train_with_the_watch_needs_no_extra(tmp_path):
     data = write_shapes(tmp_path / "imgs", 24, size=32)
     r = run_without(EXTRA_MODULES, ["train", data, "--out", tmp_path / "run", "--size", "32", "--steps", "2",
-                                    "--batch", "8", "--base-channels", "8", "--watch-every", "1", "--device", "cpu",
+                                    "--batch", "8", "--arch", "dcgan", "--base-channels", "8", "--watch-every",
+                                    "1", "--device", "cpu",
                                     "--precision", "fp32", "--no-channels-last"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "LEAKED=\n" in r.stdout

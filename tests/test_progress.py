@@ -61,7 +61,8 @@ def test_eta_without_budget_follows_the_rate():
 
 def test_training_in_a_pipe_prints_clean_lines_and_an_eta_within_the_budget(tmp_path, shapes_dir):
     cmd = [sys.executable, "-m", "ganplug.cli.app", "train", str(shapes_dir), "--out", str(tmp_path / "run"),
-           "--size", "32", "--batch", "8", "--base-channels", "8", "--device", "cpu", "--steps", "1000000",
+           "--size", "32", "--batch", "8", "--arch", "dcgan", "--base-channels", "8", "--device", "cpu", "--steps",
+           "1000000",
            "--minutes", "0.1", "--no-watch"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -80,7 +81,8 @@ def test_a_finished_run_says_so_and_how_to_train_further(tmp_path, shapes_dir, c
     from ganplug.cli.app import main
 
     out = tmp_path / "run"
-    assert main(["train", str(shapes_dir), "--out", str(out), "--size", "32", "--batch", "8", "--base-channels", "8",
+    assert main(["train", str(shapes_dir), "--out", str(out), "--size", "32", "--batch", "8", "--arch", "dcgan",
+                 "--base-channels", "8",
                  "--device", "cpu", "--steps", "2", "--no-watch"]) == 0
     said = " ".join(capsys.readouterr().err.split())
     assert "done: trained to step 2 (--steps 2)" in said

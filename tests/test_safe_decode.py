@@ -17,7 +17,8 @@ from PIL import Image
 from ganplug.cli.app import main
 from tests.conftest import write_shapes
 
-TINY = ["--batch", "2", "--base-channels", "8", "--device", "cpu", "--precision", "fp32", "--no-channels-last",
+TINY = ["--batch", "2", "--base-channels", "8", "--device", "cpu", "--precision", "fp32",
+        "--no-channels-last",
         "--sample-every", "100", "--ckpt-every", "100"]
 
 

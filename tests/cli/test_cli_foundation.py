@@ -16,7 +16,8 @@ from PIL import Image
 
 from ganplug.cli.app import main
 
-TINY = ["--size", "32", "--batch", "8", "--base-channels", "8", "--device", "cpu", "--precision", "fp32",
+TINY = ["--size", "32", "--batch", "8", "--arch", "dcgan", "--base-channels", "8", "--device", "cpu",
+        "--precision", "fp32",
         "--no-channels-last", "--sample-every", "2", "--ckpt-every", "2"]
 
 

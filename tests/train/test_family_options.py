@@ -446,7 +446,8 @@ def test_the_spec_is_complete(arch, latent, supports):
 
 def test_resume_refuses_options_it_would_ignore(capsys, tmp_path, imgs, one_thread):
     run = tmp_path / "run"
-    tiny = ["--size", "32", "--batch", "4", "--base-channels", "8", "--device", "cpu", "--precision", "fp32",
+    tiny = ["--size", "32", "--batch", "4", "--arch", "dcgan", "--base-channels", "8", "--device", "cpu",
+            "--precision", "fp32",
             "--no-channels-last", "--sample-every", "0", "--grid-samples", "4", "--no-watch"]
     assert main(["train", str(imgs), "--out", str(run), "--steps", "1", "--loss", "hinge", *tiny]) == 0
     capsys.readouterr()

@@ -23,7 +23,7 @@ from ganplug.errors import UserError
 from ganplug.train.loop import TrainingInterrupted, train
 from tests.conftest import tiny_config, write_shapes
 
-TINY = ["--size", "32", "--batch", "8", "--base-channels", "8", "--device", "cpu", "--steps", "2",
+TINY = ["--size", "32", "--batch", "8", "--arch", "dcgan", "--base-channels", "8", "--device", "cpu", "--steps", "2",
         "--no-watch"]
 
 
@@ -230,7 +230,8 @@ def test_ctrl_c_says_what_was_saved(tmp_path, shapes_dir):
 def test_ctrl_c_in_a_real_process_exits_130(tmp_path, shapes_dir):
     out_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "ganplug.cli.app", "train", str(shapes_dir), "--out", str(out_dir), "--size", "32",
-           "--batch", "8", "--base-channels", "8", "--device", "cpu", "--steps", "100000", "--ckpt-every", "100000"]
+           "--batch", "8", "--arch", "dcgan", "--base-channels", "8", "--device", "cpu", "--steps", "100000",
+           "--ckpt-every", "100000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120

@@ -111,7 +111,7 @@ def test_remedy_only_changes_what_the_run_uses(loss, augments, ada_p, expect, sh
     from ganplug.train.config import TrainConfig
     from ganplug.train.loop import RemedyContext
 
-    cfg = TrainConfig(data="", out="", loss=loss, **({"aug": "ada"} if ada_p is not None else {}))
+    cfg = TrainConfig(data="", out="", arch="dcgan", loss=loss, **({"aug": "ada"} if ada_p is not None else {}))
     watch = CollapseWatch(shapes[0], WatchSettings(on_collapse="rollback"))
     remedy = watch.remedy(RemedyContext(cfg=cfg, lr_d=2e-4, ada_p=ada_p, augments=augments))
     assert set(remedy.changes) == expect

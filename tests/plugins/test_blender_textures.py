@@ -18,7 +18,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from host_helpers import PLUGINS, host_env, require_app, start_server
+from host_helpers import PLUGINS, host_env, keep_screenshot, require_app, start_server
 from PIL import Image
 
 from ganplug.cli.app import main
@@ -307,3 +307,7 @@ def test_populate_regenerate_and_render_armour(armour_server, plugin_zips, tmp_p
     want = texture[8:24, 8:24, 3].mean() / 255  # the texels under the crop (UV: plate = texture, 1:1)
     alpha = crop(-1, -3.3)[..., 3]
     assert 0.05 < want < 0.95 and abs(alpha.mean() - want) < 0.05, (alpha.mean(), want)  # transparency renders
+    # for the docs (GANPLUG_DOCS_SCREENSHOTS=1): the render, pixels tripled so the 120 px image can be seen
+    shot = tmp_path / "armour.png"
+    Image.open(tmp_path / "render.png").resize((360, 360), Image.NEAREST).save(shot, optimize=True)
+    keep_screenshot(shot, "blender-armour.png")

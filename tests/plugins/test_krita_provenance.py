@@ -15,7 +15,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from host_helpers import REPO, host_env, require_app, start_server
+from host_helpers import REPO, host_env, keep_screenshot, require_app, start_server
 from PIL import Image
 
 pytestmark = pytest.mark.host
@@ -77,6 +77,8 @@ def main(*args):
     report["replaced"] = panel.sched.replaced
     report["preview_name"] = panel.session["preview"].name()
     _dump(panel.session["preview"], "preview.bgra")
+    docker.grab()  # lays the docker out; then the Steer panel alone, offscreen (docs/img/krita-steer.png)
+    panel.grab().save(_out("steer.png"))
     kept = panel.keep()
     report["kept_name"] = kept.name()
     report["rebound_names"] = [n.text() for n, _, _ in panel.rows[:2]]
@@ -368,6 +370,9 @@ def test_layers_regenerate_from_the_saved_document_after_krita_restarts(steer_se
     assert made["bound"] is True and made["visible_sliders"] == 4  # the count GET /v1/models lists
     assert made["in_flight_after_moves"] == 1 and made["replaced"] == 1 and made["shown"] == [1, 3]
     assert made["preview_name"] == "ganplug steer preview"
+    shot = np.asarray(Image.open(tmp_path / "steer.png").convert("RGB"))
+    assert shot.shape[0] >= 100 and shot.shape[1] >= 200 and shot.std() > 10  # the panel drew its sliders
+    keep_screenshot(tmp_path / "steer.png", "krita-steer.png")
     steered = _served(steer_server, {"model": "steer32", "seeds": [21], "truncation": 0.8,
                                      "edits": [{"direction": 0, "amount": 2.0}, {"direction": 2, "amount": -1.0}]})
     plain = _served(steer_server, {"model": "steer32", "seeds": [21], "truncation": 0.8})

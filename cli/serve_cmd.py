@@ -25,6 +25,10 @@ def register(app: typer.Typer) -> None:
                                              help="Loaded models beyond this are unloaded, oldest use first."),
         max_batch: int = typer.Option(64, min=1, help="Most images per request."),
         max_side: int = typer.Option(2048, min=1, help="Largest output width/height."),
+        batch_wait_ms: float = typer.Option(5.0, min=0, max=1000,
+                                            help="Micro-batching: ms a generate request waits for concurrent "
+                                                 "ones (same model and options) to share its forward pass; "
+                                                 "0 turns batching off."),
         max_upload_mb: float = typer.Option(8.0, callback=v.upload_mb, help="Largest request body (uploads) in MiB."),
     ) -> None:
         """Serve your models over HTTP (API under /v1, a web page at /) for Krita, Blender and browsers."""
@@ -37,6 +41,6 @@ def register(app: typer.Typer) -> None:
         settings = ServeSettings(
             models=tuple(models), host=host, port=port, token=token, device=device, precision=precision,
             workers=workers, memory_budget_mb=memory_budget_mb, max_batch=max_batch, max_side=max_side,
-            max_upload_bytes=int(max_upload_mb * (1 << 20)),
+            max_upload_bytes=int(max_upload_mb * (1 << 20)), batch_wait_ms=batch_wait_ms,
         )
         run_server(settings, echo=typer.echo)

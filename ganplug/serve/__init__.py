@@ -15,6 +15,17 @@ def create_app(settings: ServeSettings):
     return _create(settings)
 
 
+def batching_line(server) -> str:
+    """What --batch-wait-ms does on this device and precision: said at start, never silently nothing."""
+    rt = server.runtime
+    if server.batcher is not None:
+        return f"micro-batching: on (concurrent generate requests wait up to {server.settings.batch_wait_ms:g} ms)"
+    if server.settings.batch_wait_ms == 0:
+        return "micro-batching: off (--batch-wait-ms 0)"
+    return (f"micro-batching: off on {rt.device.type} in {rt.precision}: a shared pass could change some pixels "
+            "there (docs/serving.md); requests run one by one")
+
+
 def run_server(settings: ServeSettings, echo: Callable[[str], None] = print) -> None:
     """Validate, check the port is free, then serve until Ctrl-C."""
     import uvicorn
@@ -34,6 +45,7 @@ def run_server(settings: ServeSettings, echo: Callable[[str], None] = print) -> 
         echo(f"skipped: {problem}")
     shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
     echo(f"ganplug serve: models {names}")
+    echo(batching_line(app.state.server))
     echo(f"open http://{shown}:{settings.port}/ (API under /v1, schema at /docs); Ctrl-C stops.")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
 

@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import secrets
+import threading
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Literal
@@ -35,8 +36,9 @@ from ganplug.device import make_runtime
 from ganplug.directions import Directions
 from ganplug.errors import UserError
 from ganplug.serve import schema as S
+from ganplug.serve.batching import MicroBatcher, batch_exact
 from ganplug.serve.catalog import ModelCache, ModelCatalog, ModelEntry
-from ganplug.serve.engine import RUNNERS, Work
+from ganplug.serve.engine import RUNNERS, Work, batch_images, batch_key
 from ganplug.serve.errors import ApiError
 from ganplug.serve.jobs import JobQueue
 from ganplug.serve.settings import ServeSettings
@@ -59,6 +61,10 @@ class Server:
         self.cache = ModelCache(self._load, settings.memory_budget_mb << 20)
         self.jobs = JobQueue(workers=settings.workers, keep=settings.jobs_kept, max_pending=settings.max_jobs)
         self.kinds = S.request_models(settings)  # request bodies bounded by this server's limits
+        # concurrent generate requests sharing a forward pass: None when --batch-wait-ms is 0 or where a batch
+        # would change pixels (batching.batch_exact)
+        self.batcher = (MicroBatcher(settings.batch_wait_ms / 1000, settings.max_batch)
+                        if settings.batch_wait_ms > 0 and batch_exact(self.runtime) else None)
         self._directions: dict[str, tuple[tuple, Directions]] = {}  # run folder -> (file version, checked file)
 
     def _load(self, entry: ModelEntry):
@@ -149,13 +155,29 @@ class Server:
         entry = self.catalog.resolve(req.model)  # unknown or unusable model: 404/422 now, not inside the job
         runner = RUNNERS[kind]
 
-        def work(ctx):
-            ctx.progress(0.0, f"loading {entry.name}")
-            loaded = self.loaded(entry)
-            return runner(Work(entry.name, loaded, self.runtime, self.settings, ctx,
-                               directions=lambda: self.directions_for(entry, loaded)), req)
+        key = batch_key(entry.name, req) if kind == "generate" and self.batcher is not None else None
+        offer = None if key is None else self.batcher.offer(key, batch_images(req), req, threading.Event())
 
-        return self.jobs.submit(kind, work)
+        def work(ctx):
+            try:
+                ctx.progress(0.0, f"loading {entry.name}")
+                loaded = self.loaded(entry)
+                return runner(Work(entry.name, loaded, self.runtime, self.settings, ctx,
+                                   directions=lambda: self.directions_for(entry, loaded),
+                                   batcher=self.batcher, offer=offer), req)
+            finally:
+                if offer is not None:  # a job that stopped before its batch: nobody computes it for nothing
+                    self.batcher.withdraw(offer)
+
+        try:
+            job = self.jobs.submit(kind, work)
+        except BaseException:
+            if offer is not None:
+                self.batcher.withdraw(offer)
+            raise
+        if offer is not None:
+            offer.cancelled = job.cancel_event
+        return job
 
 
 def job_info(job, with_result: bool = True) -> S.JobInfo:

@@ -25,6 +25,7 @@ from ganplug.device import Runtime
 from ganplug.directions import Directions, Edit, format_edits, offset, parse_edits
 from ganplug.errors import UserError
 from ganplug.serve import schema as S
+from ganplug.serve.batching import MicroBatcher, Offer
 from ganplug.serve.errors import ApiError
 from ganplug.serve.imaging import b64, decode_upload, png_bytes, resize
 from ganplug.serve.jobs import JobContext
@@ -44,6 +45,9 @@ class Work:
     ctx: JobContext
     # the model's checked directions file (the server caches it); raises ApiError 422 when there is none
     directions: Callable[[], Directions] | None = None
+    # micro-batching (ganplug.serve.batching): the request's offer and the batcher holding it, when batchable
+    batcher: MicroBatcher | None = None
+    offer: Offer | None = None
 
 
 def output_size(req: S._Output, native: int, count: int, settings: ServeSettings) -> tuple[int, int]:
@@ -160,19 +164,33 @@ def _edit_echo(edits: list[Edit], found: Directions | None) -> dict:
     return {"edits": format_edits(edits), "edit_space": found.space} if found is not None else {}
 
 
-def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
+def batch_key(model_name: str, req: S.GenerateRequest) -> tuple | None:
+    """What a generate request shares with the others of its batch: everything that changes the network
+    pass (the output size does not: images are resized after). None when it is not batched: a latent takes
+    another path, and random noise comes from the global RNG, so a batch would change it."""
+    if req.latent is not None or req.noise == "random":
+        return None
+    edits = req.edits if isinstance(req.edits, str) or req.edits is None else [e.model_dump() for e in req.edits]
+    return (model_name, float(req.truncation), req.noise, bool(req.tileable), repr(edits))
+
+
+def batch_images(req: S.GenerateRequest) -> int:
+    return len(req.seeds) if req.seeds else req.count
+
+
+@dataclass
+class _SeedPlan:
+    """A generate request checked and resolved: its seeds and edits."""
+
+    seeds: list[int]
+    edits: list[Edit]
+    found: Directions | None
+
+
+def _plan_generate(work: Work, req: S.GenerateRequest) -> _SeedPlan:
     _require_seed_driven(work, "generate")
     _require_noise_fits(work, req)
     edits, found = _edits_of(work, req)
-    t0 = time.perf_counter()
-    if req.latent is not None:
-        latent = latent_from_wire(work, req.latent)
-        output_size(req, work.loaded.spec.size, 1, work.settings)
-        opts = _opts(work, req, "generating 1 image from a latent")
-        opts.pop("batch_size")
-        result = ops.generate_latent(work.loaded, work.runtime, latent, edits=edits, directions=found, **opts)
-        images = _encode(work, result, req, lambda m: f"{work.model_name} latent ({latent.space})")
-        return _response(work, "generate", req, images, t0, **_edit_echo(edits, found))
     if req.seeds:
         seeds = list(req.seeds)
     else:
@@ -180,10 +198,92 @@ def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
         seeds = [(start + i) % 2**32 for i in range(req.count)]
     check_count(len(seeds), work.settings.max_batch)
     output_size(req, work.loaded.spec.size, len(seeds), work.settings)
-    result = ops.generate(work.loaded, work.runtime, seeds, edits=edits, directions=found,
-                          **_opts(work, req, f"generating {len(seeds)} image(s)"))
+    return _SeedPlan(seeds, edits, found)
+
+
+def _generate_seeds(work: Work, req: S.GenerateRequest, plan: _SeedPlan, **opts) -> ops.Images:
+    return ops.generate(work.loaded, work.runtime, plan.seeds, edits=plan.edits, directions=plan.found,
+                        truncation=req.truncation, noise=getattr(req, "noise", None), tileable=req.tileable, **opts)
+
+
+def _seed_response(work: Work, req: S.GenerateRequest, plan: _SeedPlan, result: ops.Images, t0: float):
     images = _encode(work, result, req, lambda m: f"{work.model_name} #{m['seed']}")
-    return _response(work, "generate", req, images, t0, seeds=seeds, **_edit_echo(edits, found))
+    return _response(work, "generate", req, images, t0, seeds=plan.seeds, **_edit_echo(plan.edits, plan.found))
+
+
+def _compute_batch(work: Work, offers: list[Offer]) -> list[tuple[object, BaseException | None]]:
+    """One `ops.generate` over the seeds of every offer of a batch (all share truncation, noise, tileable and
+    edits), split back per offer as (plan, images). A request that does not check out fails alone; a batch
+    whose pass fails is retried one request at a time, so only the failing request fails."""
+    plans: list[_SeedPlan | None] = []
+    outcomes: list[tuple[object, BaseException | None]] = []
+    for offer in offers:
+        try:
+            plans.append(_plan_generate(work, offer.request))
+            outcomes.append((None, None))
+        except Exception as e:  # noqa: BLE001 - this request's own error, raised in its own job
+            plans.append(None)
+            outcomes.append((None, e))
+    live = [i for i, p in enumerate(plans) if p is not None]
+    if not live:
+        return outcomes
+    if len(live) == 1:  # alone: the request's own chunks, progress and cancel, exactly as unbatched
+        i = live[0]
+        try:
+            own = offers[i] is work.offer  # progress and cancel are the leader's job's: only for its own request
+            report = _progress(work, f"generating {len(plans[i].seeds)} image(s)") if own else None
+            result = _generate_seeds(work, offers[i].request, plans[i], batch_size=work.settings.chunk,
+                                     progress=report)
+            outcomes[i] = ((plans[i], result), None)
+        except Exception as e:  # noqa: BLE001
+            outcomes[i] = (None, e)
+        return outcomes
+    first = plans[live[0]]
+    seeds = [s for i in live for s in plans[i].seeds]
+    req0 = offers[live[0]].request
+    try:
+        together = ops.generate(work.loaded, work.runtime, seeds, edits=first.edits, directions=first.found,
+                                truncation=req0.truncation, noise=getattr(req0, "noise", None),
+                                tileable=req0.tileable, batch_size=len(seeds))
+    except Exception:  # noqa: BLE001 - find which request fails: each alone
+        for i in live:
+            try:
+                one = _generate_seeds(work, offers[i].request, plans[i], batch_size=work.settings.chunk)
+                outcomes[i] = ((plans[i], one), None)
+            except Exception as e:  # noqa: BLE001
+                outcomes[i] = (None, e)
+        return outcomes
+    start = 0
+    for i in live:
+        n = len(plans[i].seeds)
+        part = ops.Images(together.images[start : start + n], together.labels[start : start + n],
+                          {**together.params, "seeds": plans[i].seeds})
+        outcomes[i] = ((plans[i], part), None)
+        start += n
+    return outcomes
+
+
+def run_generate(work: Work, req: S.GenerateRequest) -> S.ImagesResponse:
+    t0 = time.perf_counter()
+    if work.offer is not None and work.batcher is not None:
+        plan, result = work.batcher.run(work.offer, lambda offers: _compute_batch(work, offers))
+        work.ctx.check()  # a job cancelled while its batch ran stops here; the others keep their images
+        return _seed_response(work, req, plan, result, t0)
+    if req.latent is None:
+        plan = _plan_generate(work, req)
+        result = _generate_seeds(work, req, plan, batch_size=work.settings.chunk,
+                                 progress=_progress(work, f"generating {len(plan.seeds)} image(s)"))
+        return _seed_response(work, req, plan, result, t0)
+    _require_seed_driven(work, "generate")
+    _require_noise_fits(work, req)
+    edits, found = _edits_of(work, req)
+    latent = latent_from_wire(work, req.latent)
+    output_size(req, work.loaded.spec.size, 1, work.settings)
+    opts = _opts(work, req, "generating 1 image from a latent")
+    opts.pop("batch_size")
+    result = ops.generate_latent(work.loaded, work.runtime, latent, edits=edits, directions=found, **opts)
+    images = _encode(work, result, req, lambda m: f"{work.model_name} latent ({latent.space})")
+    return _response(work, "generate", req, images, t0, **_edit_echo(edits, found))
 
 
 def run_variations(work: Work, req: S.VariationsRequest) -> S.ImagesResponse:

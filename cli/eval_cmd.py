@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -16,6 +17,12 @@ def sample_count(value: str | None) -> str | None:
     if not value.strip().isdigit() or int(value) < 1:
         raise typer.BadParameter(f"must be auto or a whole number of at least 1, not {value}.")
     return value
+
+
+def torchrun_argv(argv: list[str]) -> list[str]:
+    """The command line with `--n` spelt `--samples`: torchrun's parser takes `--n` for a prefix of its own
+    options (--nnodes, --nproc-per-node, ...) and stops, even after `-m ganplug.cli.app`."""
+    return ["--samples" if a == "--n" else "--samples=" + a[4:] if a.startswith("--n=") else a for a in argv]
 
 
 def _fmt(name: str, m: dict) -> str:
@@ -47,9 +54,10 @@ def register(app: typer.Typer) -> None:
                                          "but ppl, fd_dinov2 and cmmd, each "
                                          "one that cannot run skipped with its reason. Metrics named here must all "
                                          "run, or the command stops (exit 2) saying why."),
-        n: str = typer.Option("auto", "--n", callback=sample_count,
+        n: str = typer.Option("auto", "--n", "--samples", callback=sample_count,
                               help="Samples drawn from a generator (at most this many images): auto = 10000 on "
-                                   "CUDA, on a CPU a count timed to finish in about 3 minutes (printed first)."),
+                                   "CUDA, on a CPU a count timed to finish in about 3 minutes (printed first). "
+                                   "Under torchrun write --samples (torchrun reads --n as one of its own options)."),
         json_out: Path = typer.Option(None, "--json", callback=v.output_file,
                                       help="Write the results here (schema ganplug-eval/1)."),
         force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
@@ -92,26 +100,56 @@ def register(app: typer.Typer) -> None:
                                        help="Transparent images are composited onto this: auto (the colour FAKE "
                                             "was trained on; alpha dropped otherwise), none (alpha dropped, as "
                                             "clean-fid), white, black, gray or #rrggbb."),
+        gpus: int = typer.Option(1, "--gpus", min=1,
+                                 help="Share sampling and feature extraction over N processes, one per GPU (with "
+                                      "--device cpu, N CPU processes): relaunches itself under torchrun; the "
+                                      "results equal one process's."),
     ) -> None:
         """Score a generator or image set against real images; network-free metrics always run."""
         from ganplug.eval.pipeline import evaluate
+        from ganplug.train import distributed
 
-        result = evaluate(
-            fake, real, json_path=json_out, report_path=report_out, force=force,
-            metrics=metrics, n=n if n == "auto" else int(n), precision=precision, device=device,
-            weights_dir=str(weights_dir) if weights_dir else None, allow_unverified_weights=allow_unverified,
-            fid_mode=fid_mode, batch_size=batch_size, seed=seed, truncation=truncation,
-            kid_subset_size=kid_subset_size, pr_features=pr_features, ppl_samples=ppl_samples, ppl_space=ppl_space,
-            is_split_order=is_split_order,
-            ppl_sampling=ppl_sampling, save_stats=str(save_stats) if save_stats else None, use_cache=not no_cache,
-            background=background, collapse=collapse, collapse_n=collapse_n, all_checkpoints=all_checkpoints,
-            collapse_features=collapse_features,
-        )
+        if gpus > 1:
+            distributed.relaunch("eval", gpus, device, torchrun_argv(sys.argv[1:]))  # does not return
+        try:
+            result = evaluate(
+                fake, real, json_path=json_out, report_path=report_out, force=force,
+                metrics=metrics, n=n if n == "auto" else int(n), precision=precision, device=device,
+                weights_dir=str(weights_dir) if weights_dir else None, allow_unverified_weights=allow_unverified,
+                fid_mode=fid_mode, batch_size=batch_size, seed=seed, truncation=truncation,
+                kid_subset_size=kid_subset_size, pr_features=pr_features, ppl_samples=ppl_samples,
+                ppl_space=ppl_space, is_split_order=is_split_order, ppl_sampling=ppl_sampling,
+                save_stats=str(save_stats) if save_stats else None, use_cache=not no_cache, background=background,
+                collapse=collapse, collapse_n=collapse_n, all_checkpoints=all_checkpoints,
+                collapse_features=collapse_features,
+            )
+        except Exception as e:
+            _rank_failed(e)
+            raise
+        if result is None:  # a rank other than 0 of a multi-process run: rank 0 prints and writes
+            return
         _print(result)
         if report_out is not None:
             typer.echo(f"wrote {report_out}")
         if json_out:
             typer.echo(f"wrote {json_out}")
+
+
+def _rank_failed(e: Exception) -> None:
+    """Several processes: the failing rank says so (torchrun stops the others); a user error, which every
+    rank meets alike or which rank 0 reports for the rank that met it, is printed by rank 0 alone."""
+    from ganplug.errors import UserError
+    from ganplug.train import distributed
+
+    w = distributed.world_from_env()
+    if not w.distributed:
+        return
+    if isinstance(e, UserError):
+        if not w.main:
+            raise typer.Exit(e.exit_code) from None
+        return
+    if distributed.report_rank_failure(e, "eval", "run it again (nothing was written)"):
+        raise typer.Exit(1) from None
 
 
 def _tag(m: dict) -> str:

@@ -39,6 +39,7 @@ from ganplug.eval.report import ReportContent
 from ganplug.eval.scan import Plan, Scanned, cached_scan, finish, scan
 from ganplug.eval.sources import CheckpointSource, Source, StatsSource, hex_color, open_source, resolve_background
 from ganplug.progress import Bar, stderr_console
+from ganplug.train import distributed
 
 SCHEMA = "ganplug-eval/1"
 ALL_METRICS = tuple(METRICS)
@@ -466,7 +467,10 @@ def apply_sample_count(inputs: Inputs, nets: Networks, opts: EvalOptions, size: 
     dims = {INCEPTION_SPACE: 2048, reg.DINOV2_SPACE: 1024}
     pair_dim = dims.get(nets.space, handcrafted.DIM) if "pr" in runnable else 0
     timed = _AllFeatures([nets.inception, *nets.extra.values()]) if nets.extra else nets.inception
-    count = sizing.choose(opts.n, inputs.fake, real_count, timed, size, device, pair_dim)
+    count = None
+    if distributed.world().main:  # several ranks: rank 0 times and decides, every rank draws the same seeds
+        count = sizing.choose(opts.n, inputs.fake, real_count, timed, size, device, pair_dim)
+    count = distributed.from_rank0(count)
     if count.n < inputs.fake.count:
         if isinstance(inputs.fake, CheckpointSource):
             inputs.fake.limit(count.n)
@@ -562,7 +566,7 @@ def judge_collapse(fake, real, p: Pass, inputs: Inputs, opts: EvalOptions) -> Co
 class Evaluation:
     """What `run` returns: the JSON dict, and what the report renders (None without the collapse check)."""
 
-    result: dict
+    result: dict | None  # None on the ranks other than 0 of a multi-process run
     report: ReportContent | None = None
 
 
@@ -582,7 +586,7 @@ def _result(inputs: Inputs, opts: EvalOptions, nets: Networks, results: dict, p:
         "real": inputs.real.describe() if inputs.real else None,
         "settings": {k: v for k, v in asdict(opts).items() if k not in ("cache_dir", "weights_dir")}
         | {"metrics": list(opts.metrics), "device": str(inputs.runtime.device),
-           "precision": inputs.runtime.precision, "n_auto": count.auto,
+           "precision": inputs.runtime.precision, "n_auto": count.auto, "processes": distributed.world().size,
            "is_split_order": opts.is_split_order or "consecutive"},
         "sample_count": count.as_json(),
         "weights": nets.info,
@@ -620,6 +624,19 @@ def run(fake, real=None, options: EvalOptions | None = None, *, strict_collapse:
     `strict_collapse`: a collapse check that cannot run (too few images) raises instead of being skipped.
     """
     opts = resolve_options(options, {})  # a copy: `n` is narrowed in place
+    w, opts.device, created = distributed.setup(opts.device, "eval")  # under torchrun: join the ranks
+    try:
+        return _run(fake, real, opts, strict_collapse, w)
+    finally:
+        distributed.teardown(created)
+
+
+def _run(fake, real, opts: EvalOptions, strict_collapse: bool, w: distributed.World) -> Evaluation:
+    """`run` on one rank: with several, each samples and extracts features for its share of the batches,
+    rank 0 gathers them (scan.py) and alone computes the metrics and the verdict; the others return
+    `Evaluation(None)` once the pass is over."""
+    if not w.main:
+        opts.progress = False  # rank 0 speaks for the run
     t_start = time.perf_counter()
     inputs = open_inputs(fake, real, opts)
     wanted = list(opts.metrics)
@@ -635,6 +652,8 @@ def run(fake, real=None, options: EvalOptions | None = None, *, strict_collapse:
     runnable = [METRICS[m] for m in wanted if m not in inputs.skipped]
     collapse = opts.collapse and inputs.real_images
     p = one_pass(runnable, nets, inputs, opts, size, collapse)
+    if not w.main:
+        return Evaluation(None)
     results = compute_metrics(runnable, p, nets, inputs, opts)
     save_fake_stats(opts.save_stats, p.fake.side.pool, inputs.notes)
     out = _result(inputs, opts, nets, results, p, t_start, count)
@@ -670,8 +689,11 @@ def _check_outputs(json_path, report_path, force: bool, opts: EvalOptions, real)
 
 
 def evaluate(fake, real=None, *, json_path=None, report_path=None, force: bool = False,
-             options: EvalOptions | None = None, **kwargs) -> dict:
+             options: EvalOptions | None = None, **kwargs) -> dict | None:
     """Evaluate FAKE against REAL and return the JSON dict; keyword arguments are EvalOptions fields.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls it: sampling and feature extraction are shared out,
+    rank 0 returns the dict (equal to one process's) and writes the files, the other ranks return None.
 
     `collapse=True` adds the mode-collapse verdict and memorisation check (when REAL is images);
     `report_path` writes the HTML report (and implies the verdict); `json_path` writes the dict.
@@ -682,6 +704,8 @@ def evaluate(fake, real=None, *, json_path=None, report_path=None, force: bool =
     if report_path is not None:
         opts.collapse = True
     ev = run(fake, real, opts, strict_collapse=report_path is not None)
+    if ev.result is None:  # not rank 0 of a multi-process run: rank 0 writes and returns the results
+        return None
     if report_path is not None:
         from ganplug.eval.report import write_report
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ganplug.errors import UserError
 from ganplug.eval.features import handcrafted
 from ganplug.eval.features.cache import FeatureCache, cache_key
 from ganplug.eval.registry import Accumulator, Side
 from ganplug.eval.sources import Source
 from ganplug.progress import Bar
+from ganplug.train import distributed
 
 INCEPTION_NAME = "inception-2015-12-05"
 
@@ -86,36 +88,128 @@ def scan(source: Source, plan: Plan, batch_size: int, label: str | None = None) 
     return out
 
 
+@dataclass
+class _Part:
+    """What one batch contributed: its features, its images for the streams and its kept images."""
+
+    n: int
+    pool: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    hand: np.ndarray | None = None
+    nets: dict[str, np.ndarray] = field(default_factory=dict)
+    images: torch.Tensor | None = None  # uint8 NCHW at plan.size, for the streams (None when there are none)
+    kept: torch.Tensor | None = None  # the batch's images at plan.keep rows
+
+
+def _work(batch, plan: Plan, row: int) -> _Part:
+    """Features (and the resized images) of one batch whose first image is row `row` of the input."""
+    n = len(batch.arrays)
+    part = _Part(n)
+    for name, extractor in plan.networks.items():
+        part.nets[name] = extractor.extract(batch.arrays)
+    if plan.inception is not None:
+        feats = plan.inception.extract(batch.arrays)
+        part.pool, part.logits = feats.pool, feats.logits
+    if plan.hand or plan.streams or len(plan.keep):
+        x = batch.stacked(plan.size)
+        if plan.hand:
+            part.hand = handcrafted.handcrafted_features(x)
+        if plan.streams:
+            part.images = x
+        lo, hi = np.searchsorted(plan.keep, [row, row + n])
+        if hi > lo:
+            part.kept = x[torch.as_tensor(plan.keep[lo:hi] - row)]
+    return part
+
+
+@dataclass
+class _Failed:
+    """A user error one rank met in its batch, on its way to rank 0."""
+
+    message: str
+    exit_code: int
+
+
+class _Gathered:
+    """The pass's arrays, absorbed batch by batch in input order."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.pool, self.logits, self.hand, self.kept = [], [], [], []
+        self.nets: dict[str, list[np.ndarray]] = {name: [] for name in plan.networks}
+        self.rows = 0
+
+    def absorb(self, part: _Part) -> None:
+        for name, feats in part.nets.items():
+            self.nets[name].append(feats)
+        for parts, value in ((self.pool, part.pool), (self.logits, part.logits), (self.hand, part.hand),
+                             (self.kept, part.kept)):
+            if value is not None:
+                parts.append(value)
+        if part.images is not None:
+            for acc in self.plan.streams.values():
+                acc.update(part.images)
+        self.rows += part.n
+
+    def into(self, out: Scanned) -> None:
+        out.side.pool, out.side.logits, out.side.hand = _concat(self.pool), _concat(self.logits), _concat(self.hand)
+        out.side.features.update({name: _concat(parts) for name, parts in self.nets.items() if parts})
+        out.kept = torch.cat(self.kept) if self.kept else None
+
+
+def _progress(bar: Bar | None, row: int, total: int) -> None:
+    if bar is not None and row < total:
+        bar.update(row, _speed(bar))
+    elif bar is not None:
+        bar.done = row  # the closing line shows it
+
+
 def _scan_batches(source: Source, plan: Plan, batch_size: int, out: Scanned, bar: Bar | None) -> None:
-    pool, logits, hand, kept = [], [], [], []
-    nets: dict[str, list[np.ndarray]] = {name: [] for name in plan.networks}
-    row, t0 = 0, time.perf_counter()
-    for batch in source.batches(batch_size):
-        n = len(batch.arrays)
-        for name, extractor in plan.networks.items():
-            nets[name].append(extractor.extract(batch.arrays))
-        if plan.inception is not None:
-            feats = plan.inception.extract(batch.arrays)
-            pool.append(feats.pool)
-            logits.append(feats.logits)
-        if plan.hand or plan.streams or len(plan.keep):
-            x = batch.stacked(plan.size)
-            if plan.hand:
-                hand.append(handcrafted.handcrafted_features(x))
-            for acc in plan.streams.values():
-                acc.update(x)
-            lo, hi = np.searchsorted(plan.keep, [row, row + n])
-            if hi > lo:
-                kept.append(x[torch.as_tensor(plan.keep[lo:hi] - row)])
-        row += n
-        if bar is not None and row < source.count:
-            bar.update(row, _speed(bar))
-        elif bar is not None:
-            bar.done = row  # the closing line shows it
-    out.side.pool, out.side.logits, out.side.hand = _concat(pool), _concat(logits), _concat(hand)
-    out.side.features.update({name: _concat(parts) for name, parts in nets.items() if parts})
-    out.kept = torch.cat(kept) if kept else None
+    w = distributed.world()
+    t0 = time.perf_counter()
+    got = _Gathered(plan)
+    if w.distributed:
+        _scan_sharded(source, plan, batch_size, got, bar, w)
+    else:
+        for batch in source.batches(batch_size):
+            got.absorb(_work(batch, plan, got.rows))
+            _progress(bar, got.rows, source.count)
+    if w.main:
+        got.into(out)
     out.seconds = time.perf_counter() - t0
+
+
+def _scan_sharded(source: Source, plan: Plan, batch_size: int, got: _Gathered, bar: Bar | None,
+                  w: distributed.World) -> None:
+    """Batch i of the input on rank i % W; after each round of W batches rank 0 gathers them and absorbs
+    them in input order, so its arrays and streams are, bit for bit, what one process computes (the same
+    batches, the same kernels). A user error on one rank (an unreadable file) travels to rank 0 with its
+    rank, so that it is reported once and every rank stops."""
+    batches = -(-source.count // batch_size)
+    mine = source.batches(batch_size, every=w.size, offset=w.rank)
+    for step in range(-(-batches // w.size)):
+        index = step * w.size + w.rank
+        part: _Part | _Failed | None = None
+        error: UserError | None = None
+        if index < batches:
+            distributed.maybe_crash(step + 1)  # test hook (GANPLUG_TEST_CRASH_RANK / _STEP)
+            try:
+                part = _work(next(mine), plan, index * batch_size)
+            except UserError as e:  # sent as text: not every error class pickles
+                error, part = e, _Failed(str(e), e.exit_code)
+        parts = distributed.gather_to_rank0(part)
+        failed = [(r, p) for r, p in enumerate(parts or []) if isinstance(p, _Failed)]
+        if failed:
+            rank, f = failed[0]
+            e = UserError(f"{f.message} (on rank {rank} of {w.size})")
+            e.exit_code = f.exit_code
+            raise e
+        if error is not None:  # rank 0 reports it
+            raise error
+        for p in parts or []:
+            if p is not None:
+                got.absorb(p)
+        _progress(bar, got.rows, source.count)
 
 
 def _keys(source: Source, plan: Plan, cache: FeatureCache) -> dict[str, str]:
@@ -141,11 +235,16 @@ def _keys(source: Source, plan: Plan, cache: FeatureCache) -> dict[str, str]:
 def cached_scan(source: Source, plan: Plan, cache: FeatureCache, batch_size: int,
                 label: str | None = None) -> Scanned:
     """`scan` for the REAL set, with Inception/handcrafted features served from (and stored to) the cache."""
-    keys = _keys(source, plan, cache)
+    main = distributed.world().main  # several ranks: rank 0 alone reads and writes the cache
+    keys = _keys(source, plan, cache) if main else {}
     hits = {name: hit for name, key in keys.items() if (hit := cache.load(key)) is not None}
-    todo = Plan(plan.size, None if "inception" in hits else plan.inception, plan.hand and "handcrafted" not in hits,
-                plan.streams, plan.keep, {k: v for k, v in plan.networks.items() if k not in hits})
+    hit_names = distributed.from_rank0(sorted(hits))  # every rank skips the same extractors
+    todo = Plan(plan.size, None if "inception" in hit_names else plan.inception,
+                plan.hand and "handcrafted" not in hit_names, plan.streams, plan.keep,
+                {k: v for k, v in plan.networks.items() if k not in hit_names})
     out = scan(source, todo, batch_size, label)
+    if not main:
+        return out
     side = out.side
     if "inception" in hits:
         side.pool, side.logits = hits["inception"]["pool"], hits["inception"]["logits"]

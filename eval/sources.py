@@ -55,8 +55,10 @@ class Source(ABC):
     background: tuple[int, int, int] | None = None  # what transparency is composited onto (None: dropped)
 
     @abstractmethod
-    def batches(self, batch_size: int) -> Iterator[Batch]:
-        """The source's images in order, `batch_size` at a time."""
+    def batches(self, batch_size: int, every: int = 1, offset: int = 0) -> Iterator[Batch]:
+        """The source's images in order, `batch_size` at a time; with `every` W > 1, only batches
+        `offset, offset + W, ...` (one rank's share of a multi-process pass; each batch holds the same
+        images as in the whole sequence, so its pixels and features are the one-process run's)."""
 
     def content_hash(self) -> str | None:
         return None
@@ -64,6 +66,11 @@ class Source(ABC):
     def describe(self) -> dict:
         return {"kind": self.kind, "path": str(self.path), "count": self.count, "size": self.size,
                 "notes": list(self.notes)}
+
+
+def _starts(total: int, batch_size: int, every: int, offset: int) -> range:
+    """First rows of batches offset, offset + every, ... of `total` rows in batches of `batch_size`."""
+    return range(offset * batch_size, total, every * batch_size)
 
 
 def subset_rows(total: int, n: int | None, seed: int) -> np.ndarray:
@@ -154,9 +161,9 @@ class FolderSource(Source):
             raise DataError(f"{e.path}: {e.reason}; remove it from {self.path} or fix it.") from None
         return _to_rgb(im, self.background)
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
+    def batches(self, batch_size: int, every: int = 1, offset: int = 0) -> Iterator[Batch]:
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            for i in range(0, len(self.files), batch_size):
+            for i in _starts(len(self.files), batch_size, every, offset):
                 yield Batch(list(pool.map(self._read, self.files[i:i + batch_size])))
 
     def content_hash(self) -> str:
@@ -190,8 +197,8 @@ class DatasetSource(Source):
             src.notes.append(_alpha_note(len(rows), "RGBA dataset rows", background))
         return src
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
-        for i in range(0, len(self.rows), batch_size):
+    def batches(self, batch_size: int, every: int = 1, offset: int = 0) -> Iterator[Batch]:
+        for i in _starts(len(self.rows), batch_size, every, offset):
             block = np.asarray(self.images[self.rows[i:i + batch_size]])
             if block.shape[-1] == 4:
                 block = composite(block, self.background)
@@ -247,11 +254,12 @@ class CheckpointSource(Source):
     def spec(self):
         return self.loaded.spec
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
+    def batches(self, batch_size: int, every: int = 1, offset: int = 0) -> Iterator[Batch]:
         from ganplug.sampling import generate
 
-        for _, imgs in generate(self.G, self.seeds, truncation=self.truncation, batch_size=batch_size,
-                                runtime=self.runtime):
+        for i in _starts(len(self.seeds), batch_size, every, offset):
+            _, imgs = next(generate(self.G, self.seeds[i:i + batch_size], truncation=self.truncation,
+                                    batch_size=batch_size, runtime=self.runtime))
             if imgs.shape[1] == 1:
                 imgs = imgs.repeat(1, 3, 1, 1)
             arr = imgs.permute(0, 2, 3, 1).contiguous().numpy()
@@ -269,7 +277,7 @@ class StatsSource(Source):
     mu: np.ndarray | None = None
     sigma: np.ndarray | None = None
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
+    def batches(self, batch_size: int, every: int = 1, offset: int = 0) -> Iterator[Batch]:
         return iter(())  # FID statistics only: no images for the image-based metrics
 
     @classmethod

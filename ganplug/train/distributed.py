@@ -116,11 +116,11 @@ def timeout() -> datetime.timedelta:
     return datetime.timedelta(seconds=seconds)
 
 
-def setup(device: str) -> tuple[World, str, bool]:
+def setup(device: str, what: str = "train") -> tuple[World, str, bool]:
     """Join the process group torchrun describes (env://): nccl for CUDA, gloo otherwise.
 
     Returns the world, the device this rank trains on (`cuda:LOCAL_RANK` for a CUDA run) and whether this
-    call created the group (then `teardown` should end it)."""
+    call created the group (then `teardown` should end it). `what` names the job in messages (train, eval)."""
     if not launched():
         return World(), device, False
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -136,7 +136,7 @@ def setup(device: str) -> tuple[World, str, bool]:
     elif device == "auto":
         device = "cpu"  # mps has no collective backend
     elif device == "mps":
-        raise UserError("--device mps cannot train with several processes; use --device cpu or CUDA GPUs.")
+        raise UserError(f"--device mps cannot {what} with several processes; use --device cpu or CUDA GPUs.")
     created = False
     if not dist.is_initialized():
         dist.init_process_group("nccl" if wants_cuda else "gloo", timeout=timeout(),
@@ -169,6 +169,70 @@ def maybe_crash(step: int) -> None:
     rank = os.environ.get(CRASH_RANK_ENV)
     if rank is not None and int(rank) == world().rank and step == int(os.environ.get(CRASH_STEP_ENV, "2")):
         raise RuntimeError(f"injected crash on rank {rank} at step {step} ({CRASH_RANK_ENV})")
+
+
+# ---------------------------------------------------------------------------------------- launching
+
+
+def relaunch(command: str, gpus: int, device: str, argv: list[str] | None = None) -> None:
+    """`ganplug COMMAND --gpus N ...` -> `python -m torch.distributed.run --standalone --nproc_per_node N -m
+    ganplug.cli.app COMMAND ...` (the same options, less --gpus), in place of this process. --standalone
+    gives torchrun a rendezvous on a free local port. `argv`: the command line (default sys.argv[1:])."""
+    import sys
+
+    if launched():
+        raise UserError(f"--gpus {gpus} under torchrun: torchrun already started the processes; leave out --gpus.")
+    if device != "cpu":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible < gpus:
+            raise UserError(f"--gpus {gpus}, but {visible} CUDA GPU(s) are visible"
+                            f"{'' if visible else f' (--device cpu runs {command} on that many CPU processes)'}.")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+           "-m", "ganplug.cli.app", command, *without_gpus(command, sys.argv[1:] if argv is None else argv)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, cmd)
+
+
+def without_gpus(command: str, argv: list[str]) -> list[str]:
+    """The arguments after COMMAND in `argv`, less `--gpus N` / `--gpus=N`."""
+    if command not in argv:
+        raise UserError(f"--gpus: run it as `ganplug {command} ... --gpus N` (or start torchrun yourself).")
+    kept, skip = [], False
+    for a in argv[argv.index(command) + 1 :]:
+        if skip:
+            skip = False
+        elif a == "--gpus":
+            skip = True
+        elif not a.startswith("--gpus="):
+            kept.append(a)
+    return kept
+
+
+def report_rank_failure(e: BaseException, command: str, hint: str = "") -> bool:
+    """In a multi-process run, say on stderr which rank failed and why, before the exception ends it
+    (torchrun then stops the other ranks and exits non-zero). Returns True when the failure was lost
+    contact with the others (a symptom, not the cause: the caller may exit quietly). A user error is left
+    to the CLI's usual message; a world of one says nothing."""
+    import sys
+
+    w = world_from_env()
+    if not w.distributed or isinstance(e, UserError):
+        return False
+    if isinstance(e, dist.DistBackendError | dist.DistError) or "Connection closed by peer" in str(e):
+        print(f"ganplug {command}: rank {w.rank} of {w.size} lost contact with the other processes: another rank "
+              f"failed or was stopped (its own message says why), or exceeded the timeout. ({type(e).__name__}: "
+              f"{str(e).splitlines()[0] if str(e) else ''})", file=sys.stderr, flush=True)
+        return True
+    print(f"ganplug {command}: rank {w.rank} of {w.size} failed: {type(e).__name__}: {e}. The run stops on every "
+          f"rank{'; ' + hint if hint else ''}.", file=sys.stderr, flush=True)
+    try:  # torchrun's end-of-run summary then shows this error as the root cause
+        from torch.distributed.elastic.multiprocessing.errors import get_error_handler
+
+        get_error_handler().record_exception(e)
+    except Exception:  # the summary is a courtesy; the message above is what counts
+        pass
+    return False
 
 
 # ---------------------------------------------------------------------------------------- collectives
@@ -250,6 +314,16 @@ def from_rank0(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0, device=_collective_device())
     return box[0]
+
+
+def gather_to_rank0(obj: Any) -> list[Any] | None:
+    """Every rank's picklable object, in rank order, on rank 0 (None elsewhere); [obj] in a world of one."""
+    w = world()
+    if not w.distributed:
+        return [obj]
+    out = [None] * w.size if w.main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
 
 
 def _collective_device() -> torch.device:

@@ -6,7 +6,7 @@
 # ganplug's core dependencies only, installs ganplug into it (non-editable, from a clean copy of the
 # tree), checks that the extras' packages are absent, and runs every core command at a tiny size on
 # the bundled demo data: prep, train (dcgan with its default collapse watch, stylegan, pix2pix),
-# generate, interpolate (.gif), rank, project, mix, translate and demo. Commands that need an extra
+# generate, interpolate (.gif), rank, project, mix, translate, the shipped model and demo. Commands that need an extra
 # (serve, .mp4, eval --report) must exit 2 naming it. Any failure stops the script with a message.
 #
 # The venv is rebuilt only when pyproject.toml, the torch pin or the Python changes (a stamp file);
@@ -86,7 +86,7 @@ expect_extra() {
 step "prep"
 "$G" prep "$DEMO" data --size 32
 step "train dcgan, default watch on"
-"$G" train data --out dc --steps 4 --watch-every 2 "${TINY[@]}" --base-channels 8
+"$G" train data --out dc --arch dcgan --steps 4 --watch-every 2 "${TINY[@]}" --base-channels 8
 grep -q '"watch/ndb_over_k"' dc/metrics.jsonl || fail "the collapse watch did not run (no watch/ in metrics.jsonl)"
 step "generate, interpolate (.gif), rank, project"
 "$G" generate dc --n 4 --out grid.png --device cpu
@@ -102,9 +102,12 @@ step "prep --pairs edges, train pix2pix, translate"
 "$G" train pairs --out p2p --arch pix2pix --steps 2 --batch 2 --base-channels 8 --device cpu --precision fp32 \
     --no-channels-last
 "$G" translate p2p "$IMG" --out render.png --device cpu
-step "demo (a few seconds of training)"
-"$G" demo --minutes 0.05 --batch 8 --device cpu --precision fp32 --out demo-run
-for f in grid.png morph.gif ranked.png proj/latent.npy again.png mix.png render.png; do
+step "the shipped model generates; demo (its grid, then a few seconds of fine-tuning)"
+SHIPPED=$("$PY" -c 'from ganplug.cli.demo_cmd import shipped_model; print(shipped_model())')
+"$G" generate "$SHIPPED" --n 4 --out shipped.png --device cpu
+"$G" demo --minutes 0.05 --device cpu --precision fp32 --out demo-run
+for f in grid.png morph.gif ranked.png proj/latent.npy again.png mix.png render.png shipped.png \
+    demo-run/shipped-samples.png demo-run/fine-tuned-samples.png; do
   [ -s "$f" ] || fail "$f was not written"
 done
 step "commands needing an extra say which"

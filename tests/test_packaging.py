@@ -48,5 +48,7 @@ def test_wheel_installs_under_ganplug_only(tmp_path):
     assert "ganplug/eval/__init__.py" in names and "ganplug/cli/app.py" in names
     assert sum(n.startswith("ganplug/demo_data/") and n.endswith(".png") for n in names) >= 400
     assert "ganplug/demo_data/NOTICE" in names
+    shipped = [n for n in names if n.startswith("ganplug/demo_model/") and n.endswith(".safetensors")]
+    assert shipped and "ganplug/demo_model/NOTICE" in names  # the model the demo shows first, with its licence
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ganplug = ganplug.cli.app:main" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
+import torch
+from PIL import Image
+
 from ganplug.cli.app import main
+from ganplug.cli.demo_cmd import SHIPPED_NAME, shipped_model
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_a_too_short_demo_says_its_grid_is_not_yet_meaningful(tmp_path, capsys, one_thread):
+def test_the_demo_shows_the_shipped_model_at_once_then_fine_tunes(tmp_path, capsys, one_thread):
     out = tmp_path / "demo"
-    assert main(["demo", "--minutes", "0.05", "--out", str(out), "--device", "cpu", "--batch", "16"]) == 0
+    assert main(["demo", "--minutes", "0.05", "--out", str(out), "--device", "cpu"]) == 0
     said = " ".join(capsys.readouterr().err.split())
-    assert "of DCGAN training" in said and "0.05 minutes" in said
-    assert "verdict: the grid is not yet meaningful" in said
-    assert f"ganplug train --resume {out}" in said
-    assert (out / "samples-final.png").is_file() and (out / "morph.gif").is_file()
+    assert "the model that ships with ganplug" in said and "CC-BY 4.0" in said
+    assert "0.05 minutes of fine-tuning" in said
+    assert "verdict:" in said and "on top of the shipped model's" in said
+    assert f"ganplug serve --models {out / 'fine-tune'}" in said
+    for name in ("shipped-samples.png", "shipped-morph.gif", "fine-tuned-samples.png", "fine-tuned-morph.gif"):
+        assert (out / name).is_file(), name
+    assert Image.open(out / "shipped-samples.png").mode == "RGBA"  # cut-outs with real transparency
+    config = json.loads((out / "fine-tune" / "config.json").read_text())
+    assert config["train"]["arch"] == "fastgan" and config["init_from"].endswith(SHIPPED_NAME)
+
+
+def test_the_shipped_model_is_small_licensed_and_varied():
+    from ganplug.checkpoint import load_generator, read_meta
+    from ganplug.sampling import generate_all
+
+    path = shipped_model()
+    assert path.stat().st_size <= 10_000_000
+    assert "CC-BY 4.0" in read_meta(path)["notice"] and "CC-BY 4.0" in (path.parent / "NOTICE").read_text()
+    model = load_generator(path)
+    assert (model.spec.arch, model.spec.size, model.spec.channels) == ("fastgan", 64, 4)
+    x = generate_all(model.G, range(32)).float()
+    assert (x[:, 3] < 128).float().mean() > 0.1 and (x[:, 3] > 128).float().mean() > 0.3  # cut-outs
+    diffs = (x[:, None] - x[None]).abs().mean((2, 3, 4))
+    assert diffs[~torch.eye(32, dtype=torch.bool)].min() > 5  # 32 seeds, 32 different images
 
 
 def test_one_minute_is_singular(capsys):

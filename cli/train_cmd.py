@@ -179,45 +179,10 @@ def train(
         typer.echo(json.dumps(dry_run_document(cfg, resume is not None), indent=2))
         return
     if gpus > 1:
-        relaunch(gpus, cfg.device)  # does not return
+        from ganplug.train.distributed import relaunch
+
+        relaunch("train", gpus, cfg.device)  # does not return
     run(cfg, resume=resume is not None, force=force, watch=watch, watch_every=watch_every, on_collapse=on_collapse)
-
-
-def relaunch(gpus: int, device: str) -> None:
-    """`ganplug train --gpus N ...` -> `python -m torch.distributed.run --standalone --nproc_per_node N -m
-    ganplug.cli.app train ...` (the same options, less --gpus), in place of this process. --standalone gives
-    torchrun a rendezvous on a free local port."""
-    import os
-    import sys
-
-    from ganplug.train.distributed import launched
-
-    if launched():
-        raise UserError(f"--gpus {gpus} under torchrun: torchrun already started the processes; leave out --gpus.")
-    if device != "cpu":
-        import torch
-
-        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if visible < gpus:
-            raise UserError(f"--gpus {gpus}, but {visible} CUDA GPU(s) are visible"
-                            f"{'' if visible else ' (--device cpu trains on that many CPU processes)'}.")
-    argv = sys.argv[1:]
-    if "train" not in argv:
-        raise UserError("--gpus: run it as `ganplug train ... --gpus N` (or start torchrun yourself).")
-    args = argv[argv.index("train") + 1 :]
-    kept, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-        elif a == "--gpus":
-            skip = True
-        elif not a.startswith("--gpus="):
-            kept.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-           "-m", "ganplug.cli.app", "train", *kept]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, cmd)
 
 
 def given_options(ctx: typer.Context) -> set[str]:
@@ -334,30 +299,12 @@ def run(cfg: TrainConfig, *, resume: bool, force: bool, watch: bool, watch_every
 
 
 def rank_failed(e: Exception) -> None:
-    """In a multi-process run, say which rank failed and why, before the exception ends it (torchrun then
-    stops the other ranks and exits non-zero). A user error is left to the CLI's usual message."""
-    import sys
+    """Name the failing rank (ganplug.train.distributed.report_rank_failure); a rank that only lost contact
+    with the others exits quietly with 1, since another rank's message gives the cause."""
+    from ganplug.train.distributed import report_rank_failure
 
-    from ganplug.train.distributed import world_from_env
-
-    w = world_from_env()
-    if not w.distributed or isinstance(e, UserError):
-        return
-    import torch.distributed as dist
-
-    if isinstance(e, dist.DistBackendError | dist.DistError) or "Connection closed by peer" in str(e):
-        print(f"ganplug train: rank {w.rank} of {w.size} lost contact with the other processes: another rank "
-              f"failed or was stopped (its own message says why), or exceeded the timeout. ({type(e).__name__}: "
-              f"{str(e).splitlines()[0] if str(e) else ''})", file=sys.stderr, flush=True)
+    if report_rank_failure(e, "train", "resume it from its last checkpoint with `ganplug train --resume RUN`"):
         raise typer.Exit(1) from None
-    print(f"ganplug train: rank {w.rank} of {w.size} failed: {type(e).__name__}: {e}. The run stops on every rank; "
-          "resume it from its last checkpoint with `ganplug train --resume RUN`.", file=sys.stderr, flush=True)
-    try:  # torchrun's end-of-run summary then shows this error as the root cause
-        from torch.distributed.elastic.multiprocessing.errors import get_error_handler
-
-        get_error_handler().record_exception(e)
-    except Exception:  # the summary is a courtesy; the message above is what counts
-        pass
 
 
 def interrupted_message(e: KeyboardInterrupt, out: Path) -> str:

@@ -242,9 +242,11 @@ class CheckpointSource(Source):
         if self.spec.channels == 4:
             self.notes = [_alpha_note(self.count, "RGBA samples", self.background)]
 
-    def trained_background(self) -> tuple[int, int, int] | None:
-        """The colour the training images' transparency was composited onto (None for RGBA models)."""
-        return None if self.spec.channels == 4 else self.loaded.background
+    def trained_background(self) -> tuple[int, int, int]:
+        """The run's --background: what its training images' transparency was composited onto, and for an
+        RGBA model what its cut-outs are judged on (both sides alike), since alpha dropped would score
+        the colour under transparent pixels, which nobody sees."""
+        return self.loaded.background
 
     @property
     def G(self):
@@ -293,8 +295,9 @@ def is_checkpoint_path(path: Path) -> bool:
 
 
 def resolve_background(option: str, fake: Source | None = None) -> tuple[int, int, int] | None:
-    """`--background`: "none" drops alpha (clean-fid); a colour composites onto it; "auto" is the colour a
-    FAKE generator's training images were composited onto, and drops alpha when FAKE is not a generator."""
+    """`--background`: "none" drops alpha (clean-fid); a colour composites onto it; "auto" is a FAKE
+    generator's --background (its training colour; for an RGBA model, what its cut-outs are shown on), and
+    drops alpha when FAKE is not a generator."""
     from ganplug.data.decode import parse_color
 
     option = (option or "auto").strip().lower()

@@ -80,6 +80,18 @@ def test_cli_white_composited_copies_score_zero_only_on_the_matching_background(
     assert swd["none"] > 1.0
 
 
+def test_an_rgba_generator_is_judged_composited_onto_its_background(tmp_path):
+    """Cut-outs are seen over a background: auto composites an RGBA model's samples and the RGBA REAL set
+    onto the run's --background, never scoring the colour under transparent pixels."""
+    from ganplug.device import make_runtime
+    from tests.serve.serve_helpers import write_untrained_run
+
+    run = tmp_path / "rgba"
+    write_untrained_run(run, size=32, channels=4, base_channels=8, z_dim=16)
+    fake = open_source(run, role="fake", n=4, seed=0, runtime=make_runtime("cpu", "fp32"))
+    assert fake.spec.channels == 4 and resolve_background("auto", fake) == (255, 255, 255)
+
+
 def test_cli_bad_background_is_exit_2(tmp_path, capsys):
     real = _rgba_folder(tmp_path, n=2)
     assert main(["eval", str(real), "--real", str(real), "--metrics", "swd", "--background", "plaid"]) == 2

@@ -67,10 +67,22 @@ class Bar:
         known = [x for x in (by_work, budget_left) if x is not None]
         return max(0.0, min(known)) if known else None
 
+    def shown_total(self) -> int | None:
+        """What the count runs to: `total`, or, when the time budget will end the run first, the units
+        that fit in it at the rate so far (a demo's 1,000,000 steps are never the goal; its minutes are)."""
+        if self.budget_s <= 0 or self.total is None:
+            return self.total
+        elapsed = time.perf_counter() - self.t0
+        if elapsed <= 0 or self.done <= self.first:
+            return self.total
+        fit = self.first + (self.done - self.first) * self.budget_s / elapsed
+        return self.total if fit >= self.total else max(self.done, int(fit))
+
     def update(self, done: int, text: str = "") -> None:
         self.done, self.text = done, text
         if self._bar is not None:
-            self._bar.update(self._task, completed=done, eta=fmt_duration(self.eta()), text=text)
+            self._bar.update(self._task, completed=done, total=self.shown_total(), eta=fmt_duration(self.eta()),
+                             text=text)
             return
         now = time.perf_counter()
         if now - self._last_line >= self.every:
@@ -78,8 +90,10 @@ class Bar:
             self._print_line()
 
     def _print_line(self) -> None:
-        count = f"{self.done}/{self.total}" if self.total is not None else f"{self.done}"
-        pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        total = self.shown_total()
+        by_time = "~" if total is not None and total != self.total else ""  # the budget's estimate, not a goal
+        count = f"{self.done}/{by_time}{total}" if total is not None else f"{self.done}"
+        pct = f" ({100 * self.done / total:.0f}%)" if total else ""
         rate = self.rate()
         speed = f"  {rate:,.1f} {self.unit}/s" if rate else ""
         elapsed = fmt_duration(time.perf_counter() - self.t0)

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from ganplug.progress import Bar, fmt_duration
 
-LINE = re.compile(r"^step (\d+)/(\d+) \(\d+%\)(  [\d,.]+ img/s)?  elapsed (\d+:\d\d:\d\d)  eta (\d+:\d\d:\d\d)")
+LINE = re.compile(r"^step (\d+)/~?(\d+) \(\d+%\)(  [\d,.]+ img/s)?  elapsed (\d+:\d\d:\d\d)  eta (\d+:\d\d:\d\d)")
 
 
 def _pipe() -> tuple[Console, io.StringIO]:
@@ -49,6 +49,21 @@ def test_eta_never_exceeds_the_time_budget_left():
     assert bar.eta() <= 30.0
     eta = _seconds(LINE.match(buf.getvalue().splitlines()[-1]).group(5))
     assert eta <= 30
+
+
+def test_a_time_bound_run_counts_to_what_fits_in_the_budget_not_to_its_step_cap():
+    """`ganplug demo` asks for 1,000,000 steps and 3 minutes: the count shows the steps the minutes hold."""
+    console, buf = _pipe()
+    bar = Bar("step", 1_000_000, console=console, budget_s=100.0, every=0.0)
+    bar.t0 -= 10.0  # 50 steps in 10 s of a 100 s budget: about 500 fit
+    bar.update(50)
+    line = buf.getvalue().splitlines()[-1]
+    done, shown = map(int, LINE.match(line).groups()[:2])
+    assert done == 50 and 450 <= shown <= 550 and "/~" in line and "(10%)" in line
+    small = Bar("step", 60, console=_pipe()[0], budget_s=100.0, every=1e9)
+    small.t0 -= 10.0
+    small.update(50)
+    assert small.shown_total() == 60  # the step cap comes first: it is the goal
 
 
 def test_eta_without_budget_follows_the_rate():

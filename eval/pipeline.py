@@ -126,6 +126,8 @@ def open_inputs(fake, real, opts: EvalOptions) -> Inputs:
     fake_src = open_source(fake, role="fake", n=n, seed=opts.seed, runtime=runtime, truncation=opts.truncation,
                            workers=opts.workers, background=resolve_background(opts.background))
     background = resolve_background(opts.background, fake_src)
+    if isinstance(fake_src, CheckpointSource):  # both sides on the same background (auto: FAKE's --background)
+        fake_src.set_background(background)
     real_src = (open_source(real, role="real", n=None, seed=opts.seed, workers=opts.workers, background=background)
                 if real else None)
     inputs = Inputs(fake_src, real_src, runtime)

@@ -236,6 +236,12 @@ class CheckpointSource(Source):
             src.notes.append(_alpha_note(n, "RGBA samples", src.background))
         return src
 
+    def set_background(self, background: tuple[int, int, int] | None) -> None:
+        """Composite an RGBA model's samples onto `background` (the one REAL uses), known only once FAKE is open."""
+        if self.spec.channels == 4:
+            self.background = background
+            self.notes = [_alpha_note(self.count, "RGBA samples", background)]
+
     def limit(self, n: int) -> None:
         """Draw only seeds `seed .. seed+n-1` (what `open(n=n)` gives), for a count chosen after opening."""
         self.seeds, self.count = self.seeds[:n], min(n, len(self.seeds))

@@ -84,12 +84,20 @@ def test_an_rgba_generator_is_judged_composited_onto_its_background(tmp_path):
     """Cut-outs are seen over a background: auto composites an RGBA model's samples and the RGBA REAL set
     onto the run's --background, never scoring the colour under transparent pixels."""
     from ganplug.device import make_runtime
+    from ganplug.eval.options import EvalOptions
+    from ganplug.eval.pipeline import open_inputs
     from tests.serve.serve_helpers import write_untrained_run
 
-    run = tmp_path / "rgba"
+    run = tmp_path / "model"
     write_untrained_run(run, size=32, channels=4, base_channels=8, z_dim=16)
     fake = open_source(run, role="fake", n=4, seed=0, runtime=make_runtime("cpu", "fp32"))
     assert fake.spec.channels == 4 and resolve_background("auto", fake) == (255, 255, 255)
+    inputs = open_inputs(run, _rgba_folder(tmp_path, n=3), EvalOptions(n=4, device="cpu", precision="fp32"))
+    assert inputs.fake.background == inputs.real.background == (255, 255, 255)  # the same on both sides
+    assert "composited onto #ffffff" in " ".join(inputs.fake.notes)
+    raw = np.stack([a for b in fake.batches(4) for a in b.arrays])  # opened alone: alpha dropped
+    shown = np.stack([a for b in inputs.fake.batches(4) for a in b.arrays])
+    assert not np.array_equal(raw, shown)
 
 
 def test_cli_bad_background_is_exit_2(tmp_path, capsys):

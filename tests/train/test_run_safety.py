@@ -232,8 +232,11 @@ def test_ctrl_c_in_a_real_process_exits_130(tmp_path, shapes_dir):
     cmd = [sys.executable, "-m", "ganplug.cli.app", "train", str(shapes_dir), "--out", str(out_dir), "--size", "32",
            "--batch", "8", "--arch", "dcgan", "--base-channels", "8", "--device", "cpu", "--steps", "100000",
            "--ckpt-every", "100000"]
+    # A runner started in the background by a non-interactive shell (nohup, `&`) ignores SIGINT and its
+    # children inherit that, so Python would install no Ctrl-C handler: give the child the default back.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (out_dir / "metrics.jsonl").is_file() or not (out_dir / "metrics.jsonl").read_text().strip():
         assert proc.poll() is None and time.monotonic() < deadline

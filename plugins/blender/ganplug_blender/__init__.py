@@ -117,7 +117,9 @@ class _GenerateBase:
         return context.scene is not None
 
     def plan(self, context) -> list[tuple[str, state.Recipe]]:
-        raise NotImplementedError
+        """(object name, recipe) for each object the operator textures: Generate, Populate and Regenerate
+        each define their own; this base class is never registered as an operator."""
+        raise TypeError(f"{type(self).__name__} does not say which objects to texture (define plan())")
 
     def _prepare(self, context):
         self._skipped = []

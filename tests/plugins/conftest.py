@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,7 @@ from host_helpers import start_server
 def live_server(tiny_run, tmp_path_factory):
     server = start_server([tiny_run], tmp_path_factory.mktemp("serve-log") / "serve.log")
     yield server
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
+    server.stop()
 
 
 @pytest.fixture(scope="session")

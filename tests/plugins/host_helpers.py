@@ -62,6 +62,14 @@ class LiveServer:
     def __init__(self, url: str, proc: subprocess.Popen, log: Path):
         self.url, self.proc, self.log = url, proc, log
 
+    def stop(self) -> None:
+        """Terminate, and kill if it does not exit within 10 s (a stuck server must not hang the session)."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
     def post(self, path: str, body: dict) -> dict:
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})

@@ -168,11 +168,7 @@ def armour_server(tiny_run, tmp_path_factory):
                  "--device", "cpu"]) == 0
     server = start_server([root], root / "serve.log")
     yield server
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
+    server.stop()
 
 
 def _blender(args: list[str], script: str, tmp_path, server, zip_path=None) -> dict:

@@ -35,11 +35,7 @@ def steer_web_server(tmp_path_factory):
                                  headers={"Content-Type": "application/json"})
     urllib.request.urlopen(req, timeout=30).close()
     yield server
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
+    server.stop()
 
 
 def _pixels(b64: str) -> np.ndarray:

@@ -325,11 +325,7 @@ def steer_server(tmp_path_factory):
     write_directions(root / "style32")
     server = start_server([root / "rgba32", root / "steer32", root / "style32"], root / "serve.log")
     yield server
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
+    server.stop()
 
 
 def _run_krita(tmp_path, name, script, url):

@@ -60,5 +60,4 @@ def test_client_sends_the_token(tiny_run, tmp_path):
         assert e.value.status == 401
         assert [m["name"] for m in client.Client(server.url, token="token-for-tests").models()] == ["tiny"]
     finally:
-        server.proc.terminate()
-        server.proc.wait(10)
+        server.stop()

@@ -249,6 +249,7 @@ class LoadedModel:
     spec: ModelSpec
     meta: dict[str, Any]
     path: Path
+    fast: Any = None  # a ganplug.fastpath.CompiledPass when the server compiled this model (--compile)
 
     @property
     def background(self) -> tuple[int, int, int]:

@@ -24,10 +24,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ganplug import fastpath
 from ganplug.checkpoint import LoadedModel
 from ganplug.device import Runtime
 from ganplug.directions import Directions, Edit, format_edits, offset
 from ganplug.errors import UserError
+from ganplug.fastpath import CompiledPass
 from ganplug.latent import Projection, _noise_buffers, as_model_input, mix_grid_cells, parse_styles, style_mix
 from ganplug.latent import project as _project
 from ganplug.sampling import interpolation_latents, lerp, path_positions, slerp, to_uint8, z_from_seeds
@@ -106,13 +108,24 @@ def render(fn: Callable[[Tensor], Tensor], inputs: Tensor, runtime: Runtime, *, 
     return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.uint8)
 
 
+def _fast(model: LoadedModel, noise: str | None) -> CompiledPass | None:
+    """The model's compiled pass where it computes the same thing: constant noise (the one it traced)."""
+    return model.fast if model.fast is not None and noise in (None, "const") else None
+
+
 def _g(model: LoadedModel, truncation: float, noise: str | None) -> Callable[[Tensor], Tensor]:
     kwargs = noise_kwargs(model, noise)
+    fast = _fast(model, noise)
+    if fast is not None:
+        return lambda z: fast(fastpath.latents(model, z, truncation))
     return lambda z: model.G(z, truncation=truncation, **kwargs)
 
 
 def _synthesis(model: LoadedModel, noise: str | None) -> Callable[[Tensor], Tensor]:
     mode = noise_kwargs(model, noise).get("noise_mode", "const")
+    fast = _fast(model, noise) if model.spec.style_based else None
+    if fast is not None:
+        return fast
     return lambda ws: model.G.synthesis(ws, noise_mode=mode)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
 
 import torch
@@ -131,14 +132,28 @@ class _Torus(TorchFunctionMode):
         return rewrite(func, *args, **kwargs)
 
 
+_local = threading.local()
+
+
 @contextlib.contextmanager
 def tileable(enabled: bool = True) -> Iterator[None]:
     """Inside this block (this thread only), generators produce seamless, tileable images."""
     if not enabled:
         yield
         return
-    with _Torus():
-        yield
+    depth = getattr(_local, "depth", 0)
+    _local.depth = depth + 1
+    try:
+        with _Torus():
+            yield
+    finally:
+        _local.depth = depth
+
+
+def is_active() -> bool:
+    """Whether this thread is inside `tileable()`: a compiled pass (ganplug.fastpath) then runs eagerly,
+    because its graph was traced without the torus rewrites."""
+    return getattr(_local, "depth", 0) > 0
 
 
 def seam_jumps(img) -> dict[str, float]:

@@ -46,6 +46,9 @@ def run_server(settings: ServeSettings, echo: Callable[[str], None] = print) -> 
     shown = "localhost" if settings.host in ("127.0.0.1", "::1") else settings.host
     echo(f"ganplug serve: models {names}")
     echo(batching_line(app.state.server))
+    if settings.compile:
+        echo("compile: on; each model compiles when first used (about a minute per batch size on a CPU), "
+             "then serves from the compiled pass" + (" with CUDA graphs" if settings.cuda_graphs else ""))
     echo(f"open http://{shown}:{settings.port}/ (API under /v1, schema at /docs); Ctrl-C stops.")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
 

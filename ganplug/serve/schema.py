@@ -191,6 +191,13 @@ class Supports(BaseModel):
     edits: bool = Field(False, description="Has a directions file, so `edits` on /v1/generate work.")
 
 
+class Compiled(BaseModel):
+    batch_sizes: list[int]
+    seconds: float = Field(description="Compile and warm-up time at load.")
+    max_diff_vs_fp32: int = Field(description="Largest uint8 difference of probe images from the eager fp32 pass.")
+    cuda_graphs: bool
+
+
 class ModelInfo(BaseModel):
     name: str
     arch: str
@@ -201,6 +208,7 @@ class ModelInfo(BaseModel):
     loaded: bool = False
     supports: Supports
     directions: int | None = Field(None, description="Directions in its directions file; null when it has none.")
+    compiled: Compiled | None = Field(None, description="Set once the server compiled it (--compile).")
 
 
 class DirectionsInfo(BaseModel):

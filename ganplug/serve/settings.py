@@ -38,6 +38,8 @@ class ServeSettings:
     max_upload_pixels: int = 4096 * 4096  # decoded pixels of an uploaded image
     chunk: int = 8  # images per generator call: the granularity of progress and cancel
     batch_wait_ms: float = 5.0  # micro-batching: how long a generate request waits for others to share its pass
+    compile: bool = False  # torch.compile each latent-driven generator at load, for batch sizes 1 and `chunk`
+    cuda_graphs: bool = False  # with compile, replay captured CUDA graphs (CUDA only)
     jobs_kept: int = 64  # finished jobs remembered for polling
     max_jobs: int = 16  # jobs queued or running at once; more are answered 429 with Retry-After
     allowed_hosts: tuple[str, ...] = field(default=())  # Host headers accepted; () = derived from `host`
@@ -58,6 +60,8 @@ class ServeSettings:
                 raise UserError(f"{name} must be at least 1, not {getattr(self, name)}.")
         if not 0 <= self.batch_wait_ms <= 1000:
             raise UserError(f"--batch-wait-ms must be between 0 (no batching) and 1000, not {self.batch_wait_ms}.")
+        if self.cuda_graphs and not self.compile:
+            raise UserError("--cuda-graphs replays compiled passes: it needs --compile too.")
         for p in self.models:
             if not Path(p).exists():
                 raise UserError(f"--models {p}: no such file or folder; give a run folder, a checkpoint, "

@@ -17,7 +17,7 @@ from ganplug.train.config import AUGS, LOSSES, TrainConfig, field_defaults, flag
 D = field_defaults()
 # CLI options that set a field of the family's model config; refused for a family whose config lacks it.
 MODEL_FLAGS = ("z_dim", "base_channels", "kernel", "init", "d_dropout", "mapping_layers", "capacity",
-               "dense_bottleneck")
+               "dense_bottleneck", "skip_drop")
 # What --resume may change; the run's other settings are its own (config.json).
 RESUME_FLAGS = {"resume", "steps", "minutes", "device", "precision", "watch", "watch_every", "on_collapse", "force",
                 "dry_run", "gpus"}
@@ -141,6 +141,10 @@ def train(
     dense_bottleneck: int = typer.Option(None, min=0, help="pix2pix: N fully connected layers (LeakyReLU 0.2) at "
                                          "the 1x1 bottleneck, for translations whose parts move (pose, turn, mirror; "
                                          "5 in the mugshots write-up; default 0)."),
+    skip_drop: int = typer.Option(None, min=0, help="pix2pix: remove the K outermost U-Net skip connections, so "
+                                  "the input's layout is not copied straight to the output (helped a mirrored "
+                                  "layout of plain shapes, blurred detailed images: docs/results.md); 0 = the "
+                                  "paper's U-Net (default), log2(size) - 1 = no skips at all."),
     model: list[str] = typer.Option([], "--model", help="Other model options as KEY=VALUE (repeatable)."),
     device: str = typer.Option(D["device"], help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option(D["precision"], help="auto, fp32, bf16 or fp16 (autocast)."),

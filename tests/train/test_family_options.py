@@ -134,15 +134,16 @@ CASES = [
     Case("r1_gamma", 1.0), Case("r1_interval", 2), Case("pl_weight", 2.0), Case("style_mixing", 0.0),
     Case("l1_weight", 10.0), Case("jitter", False), Case("freeze_d", 1),
     Case("z_dim", 8), Case("base_channels", 16), Case("kernel", 5), Case("init", "glorot"), Case("d_dropout", 0.3),
-    Case("mapping_layers", 2), Case("capacity", 0.1), Case("dense_bottleneck", 2),
+    Case("mapping_layers", 2), Case("capacity", 0.1), Case("dense_bottleneck", 2), Case("skip_drop", 1),
 ]
 
 # What each family refuses; every other pair must change the step. Written out, so that a family that
 # starts refusing (or silently accepting) an option fails here.
 REFUSED = {
     "dcgan": {"r1_gamma", "r1_interval", "pl_weight", "style_mixing", "l1_weight", "jitter", "mapping_layers",
-              "capacity", "dense_bottleneck"},
-    "stylegan": {"l1_weight", "jitter", "base_channels", "kernel", "init", "d_dropout", "dense_bottleneck"},
+              "capacity", "dense_bottleneck", "skip_drop"},
+    "stylegan": {"l1_weight", "jitter", "base_channels", "kernel", "init", "d_dropout", "dense_bottleneck",
+                 "skip_drop"},
     "pix2pix": {"r1_gamma", "r1_interval", "pl_weight", "style_mixing", "freeze_d", "z_dim", "kernel", "init",
                 "d_dropout", "mapping_layers", "capacity"},
 }

@@ -7,8 +7,10 @@ off the real images without making the set any less varied:
 - shift: do samples look like real images at all? Precision (share of samples inside some real k-NN ball)
   against real images' own; a clear drop is reported as a `shift` finding (a quality problem), not as collapse;
 - fit (where samples fall among the real data): coverage / recall (eval.metrics.prdc), NDB and JS on k-means
-  bins of real features (Richardson & Weiss 2018), empty bins and the real mass in them. A shift makes these
-  misleading, so their evidence is discounted by the shift score;
+  bins of real features (Richardson & Weiss 2018), empty bins, and the missing mass: the real share in bins the
+  samples leave empty or significantly under-fill. A shift makes these misleading, so their evidence is
+  discounted by the shift score. The bins tell how much of the data is missing: on their own they call
+  collapse only when most of it is (at least half the real images in missed bins), else partial collapse;
 - structure (the fake set on its own): the share of samples with a near-identical twin and a birthday-paradox
   support estimate (Arora & Zhang 2017), the median sample-to-nearest-sample distance, the mean pairwise
   distance and MS-SSIM of seeded random pairs (eval.metrics.msssim.PairSampler), each against real images.
@@ -16,8 +18,10 @@ off the real images without making the set any less varied:
 Every statistic is judged against the same statistic on real images at the same sample size m: the real set
 is split in two, one half is the reference (bins, k-NN balls), seeded draws of m images from the other half
 play a perfect generator. m is the number of samples, or the size of that half when there are more samples;
-then the samples are judged in seeded chunks of m and the chunk values averaged. The margins on top of the
-baseline come from calibration (scripts/calibrate_collapse.py, docs/results.md).
+then the samples are judged in seeded chunks of m and the chunk values averaged, except the missing mass,
+which rests on a per-bin test that accounts for both sample sizes (its rate under a perfect generator does not
+grow with the number of samples) and so is taken on the whole sample set, where missing modes show best.
+The margins on top of the baseline come from calibration (scripts/calibrate_collapse.py, docs/results.md).
 """
 
 from __future__ import annotations
@@ -102,6 +106,13 @@ def ndb(real_counts: np.ndarray, fake_counts: np.ndarray, alpha: float = 0.05) -
                                                                                                 fake_counts + 0)}
 
 
+def under_filled(z: np.ndarray, alpha: float = 0.05) -> np.ndarray:
+    """Bins whose sample share is significantly below the real share: the ndb z-test, Bonferroni-corrected
+    over the bins (family-wise level alpha), so a perfect generator almost never has one, at any size."""
+    z = np.asarray(z, float)
+    return z < -normal_quantile(1 - alpha / (2 * max(1, len(z))))
+
+
 def bins_holding(share: float, counts: np.ndarray) -> int:
     """Fewest bins that together hold at least `share` of the samples."""
     c = np.sort(np.asarray(counts, float))[::-1]
@@ -158,7 +169,8 @@ class Thresholds:
     js_excess: tuple[float, float] = (0.015, 0.25)  # JS(bits) minus baseline JS
     ndb_excess: tuple[float, float] = (0.04, 0.50)  # NDB/K minus baseline NDB/K
     empty_bins: tuple[float, float] = (0.05, 0.50)  # share of real bins receiving no sample, minus baseline
-    missing_mass: tuple[float, float] = (0.02, 0.12)  # real share in bins no sample reaches, minus baseline
+    missing_mass: tuple[float, float] = (0.02, 0.12)  # real share in bins left empty or significantly under-filled
+    #                                                   (under_filled, whole sample set), minus baseline
     duplicate_excess: tuple[float, float] = (0.15, 0.60)  # share of samples with a near-twin, minus baseline
     diversity_drop: tuple[float, float] = (0.25, 0.65)  # 1 - (fake mean distance / real mean distance)
     nn_drop: tuple[float, float] = (0.25, 0.80)  # 1 - (fake median NN distance / real median NN distance)
@@ -168,6 +180,7 @@ class Thresholds:
     duplicate_radius: float = 0.5  # "near-identical": closer than this x the real median NN distance
     partial: float = 0.15  # severity from which the verdict is "partial collapse"
     collapse: float = 0.70  # ... and "collapse"
+    most_missing: float = 0.5  # the fit family alone says "collapse" only from this missing mass (most of the data)
     bins: int = 20  # k-means bins for NDB/JS; about n/10 keeps ~10 expected samples per bin at n = 200
     baseline_draws: int = 5  # seeded draws of m real images averaged into the baseline
 
@@ -237,6 +250,7 @@ def _raw_stats(ref: RealReference, fake: np.ndarray, th: Thresholds) -> dict:
     dc = prdc.density_coverage(ref.features, fake, k_dc)
     fake_counts = np.bincount(assign_bins(fake, ref.centres), minlength=ref.bins)
     t = ndb(ref.counts, fake_counts)
+    missed = (fake_counts == 0) | under_filled(t["z"])  # bins the samples leave empty or clearly under-fill
     pairs, dup_share = duplicate_pairs(fake, th.duplicate_radius * ref.nn_median)
     support, lower = birthday_support(len(fake), pairs)
     return {
@@ -244,7 +258,7 @@ def _raw_stats(ref: RealReference, fake: np.ndarray, th: Thresholds) -> dict:
         "precision": pr["precision"], "recall": pr["recall"], "density": dc["density"], "coverage": dc["coverage"],
         "ndb": t["ndb"], "ndb_over_k": t["ndb_over_k"], "js": t["js"],
         "empty_bins": float((fake_counts == 0).mean()),
-        "missing_mass": float(ref.counts[fake_counts == 0].sum() / ref.counts.sum()),
+        "missing_mass": float(ref.counts[missed].sum() / ref.counts.sum()), "missing_bins": int(missed.sum()),
         "bins_for_half": bins_holding(0.5, fake_counts), "real_bins_for_half": bins_holding(0.5, ref.counts),
         "top_bin_share": float(fake_counts.max() / fake_counts.sum()),
         "duplicate_pairs": pairs, "duplicate_rate": dup_share,
@@ -258,6 +272,9 @@ def _raw_stats(ref: RealReference, fake: np.ndarray, th: Thresholds) -> dict:
 # Counts and support are facts about the whole set; the rest is averaged over equal-size chunks.
 WHOLE_SET = ("n", "fake_counts", "bins_for_half", "real_bins_for_half", "top_bin_share", "duplicate_pairs",
              "support_estimate", "support_is_lower_bound")
+# Averaged over the baseline's draws like the rest, but the samples' value is the whole set's: a two-proportion
+# test per bin (ndb) whose false-alarm rate does not grow with the sample size, so all samples can be used.
+WHOLE_SET_TESTS = ("missing_mass", "missing_bins")
 
 
 def _mean_stats(parts: list[dict]) -> dict:
@@ -301,7 +318,7 @@ def _fake_stats(ref: RealReference, fake: np.ndarray, m: int, th: Thresholds) ->
         return _raw_stats(ref, fake, th)
     out = _mean_stats([_raw_stats(ref, fake[idx], th) for idx in _chunks(len(fake), m, ref.seed)])
     whole = _raw_stats(ref, fake, th)
-    out.update({k: whole[k] for k in WHOLE_SET})
+    out.update({k: whole[k] for k in WHOLE_SET + WHOLE_SET_TESTS})
     return out
 
 
@@ -346,7 +363,7 @@ def assess(ref: RealReference, fake_features: np.ndarray, fake_images: torch.Ten
         s["msssim"], base["msssim"] = pair_msssim(fake_images, seed=ref.seed), ref.msssim
     scores = _scores(s, base, th)
     shift = _shift(s, base, th)
-    severity, quality_only = _severity(scores, shift["score"])
+    severity, quality_only, fit_capped = _severity(scores, shift["score"], s["missing_mass"], th)
     if quality_only:  # kept apart, as before: the reasons then do not cite coverage as collapse evidence
         scores["coverage_discounted"], scores["coverage"] = scores["coverage"], 0.0
     verdict = "collapse" if severity >= th.collapse else "partial collapse" if severity >= th.partial else "healthy"
@@ -355,6 +372,10 @@ def assess(ref: RealReference, fake_features: np.ndarray, fake_images: torch.Ten
         reasons.append(f"coverage is lower than for real images ({s['coverage']:.2f} against "
                        f"{base['coverage']:.2f}) while recall and the bin proportions match the real data: "
                        "samples sit off the real images (a quality problem), not on too few of them.")
+    if fit_capped and verdict != "healthy":
+        reasons.append(f"the bins say modes are missing, but not most of them: {100 * s['missing_mass']:.0f}% of the "
+                       "real images lie in bins the samples miss (collapse needs "
+                       f"{100 * th.most_missing:.0f}% or more), so this is partial collapse.")
     if shift["detected"]:
         reasons.append(shift["reason"])
     return Verdict(verdict, round(severity, 4), reasons, s, base, {k: round(v, 4) for k, v in scores.items()},
@@ -407,9 +428,11 @@ def s_base_msssim(base: dict) -> float:
     return base.get("msssim", 0.0) or 0.0
 
 
-def _severity(scores: dict, shift: float = 0.0) -> tuple[float, bool]:
+def _severity(scores: dict, shift: float = 0.0, missing_mass: float = 1.0,
+              th: Thresholds = DEFAULT_THRESHOLDS) -> tuple[float, bool, bool]:
     """Two families of evidence: where samples fall among the real data (fit) and the fake set on its own
-    (structure); returns (severity, whether a lone coverage drop was discounted as a quality problem).
+    (structure); returns (severity, whether a lone coverage drop was discounted as a quality problem, whether
+    the fit family was held below collapse).
 
     Fit: the mean of the three strongest of six signals, so one noisy statistic alone cannot raise an
     alarm, scaled by (1 - shift): samples that all sit off the real images land in the wrong bins whatever
@@ -417,6 +440,11 @@ def _severity(scores: dict, shift: float = 0.0) -> tuple[float, bool]:
     of its signals (duplicates, nearest-sample spread, feature diversity, MS-SSIM when images are given), so
     near-duplicates alone give a partial verdict and full collapse needs all of them. Severity is the
     stronger family.
+
+    The fit family says that modes are missing; how many is the missing mass (the real share in bins the
+    samples leave empty or significantly under-fill). Collapse means most of the data is missing, so the fit
+    family alone stops just short of the collapse threshold while the missing mass is under `most_missing`:
+    a generator that covers 70% of the data well is partially collapsed however sure the bins are of it.
     """
     fit = dict((k, scores[k]) for k in FIT)
     quality_only = fit["coverage"] > 0 and not any(fit[k] for k in FIT if k != "coverage")
@@ -424,7 +452,12 @@ def _severity(scores: dict, shift: float = 0.0) -> tuple[float, bool]:
         fit["coverage"] = 0.0
     top = sorted(fit.values(), reverse=True)[:3]
     same = [scores[k] for k in STRUCTURE if k in scores]
-    return float(min(1.0, max(sum(top) / 3 * (1 - shift), sum(same) / len(same), scores["support"]))), quality_only
+    fit_severity = sum(top) / 3 * (1 - shift)
+    ceiling = th.collapse - 0.01 if missing_mass < th.most_missing else 1.0
+    capped = fit_severity > ceiling
+    other = max(sum(same) / len(same), scores["support"])
+    severity = float(min(1.0, max(min(fit_severity, ceiling), other)))
+    return severity, quality_only, capped and other < ceiling
 
 
 def _reasons(s: dict, base: dict, scores: dict, ref: RealReference) -> list[str]:
@@ -435,9 +468,10 @@ def _reasons(s: dict, base: dict, scores: dict, ref: RealReference) -> list[str]
                    f"(real images need {base['bins_for_half']}); {s['ndb']} bins differ significantly "
                    f"(JS divergence {s['js']:.2f} bits, real {base['js']:.2f}).")
     if scores["empty_bins"] > 0 or scores["missing_mass"] > 0:
-        out.append(f"{100 * s['empty_bins']:.0f}% of the real-data bins, {100 * s['missing_mass']:.0f}% of the real "
-                   f"images, receive no sample at all (real images leave {100 * base['empty_bins']:.0f}% of bins, "
-                   f"{100 * base['missing_mass']:.0f}% of images): modes are missing.")
+        out.append(f"{100 * s['empty_bins']:.0f}% of the real-data bins receive no sample at all (real images leave "
+                   f"{100 * base['empty_bins']:.0f}%); {s['missing_bins']} bins holding {100 * s['missing_mass']:.0f}% "
+                   f"of the real images get no sample or significantly too few (real images "
+                   f"{100 * base['missing_mass']:.0f}%): modes are missing.")
     if scores["coverage"] > 0 or scores["recall"] > 0:
         out.append(f"samples reach {100 * s['coverage']:.0f}% of real neighbourhoods (coverage; real "
                    f"{100 * base['coverage']:.0f}%) and recall is {s['recall']:.2f} (real {base['recall']:.2f}).")

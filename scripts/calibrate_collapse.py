@@ -20,7 +20,8 @@ seeds, mean severity and shift score, seed-0 statistics) for docs/results.md.
     OMP_NUM_THREADS=1 .venv/bin/python scripts/calibrate_collapse.py --seeds 5 --n 200,1000
 
 `--battery FILE` judges with another version of eval/collapse.py (e.g. `git show HEAD:eval/collapse.py`),
-for a before/after comparison.
+for a before/after comparison. `--cases drop-7/10,healthy` runs only those cases (quick iteration; the
+summary then counts only them), `--per-seed` adds each seed's severity, family scores and strongest signals.
 """
 
 from __future__ import annotations
@@ -152,14 +153,26 @@ def split(imgs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return imgs[perm[:cut]], imgs[perm[cut:]]
 
 
-def run_size(battery: ModuleType, imgs: np.ndarray, n: int, seeds: int, bins: int) -> tuple[list, object, int]:
+def select_cases(names: str | None) -> list:
+    """CASES, or only the comma-separated ones named (in CASES order); unknown names are an error."""
+    if not names:
+        return CASES
+    wanted = {x.strip() for x in names.split(",") if x.strip()}
+    unknown = wanted - {name for name, _ in CASES}
+    if unknown:
+        raise SystemExit(f"unknown case(s): {', '.join(sorted(unknown))}; known: {', '.join(n for n, _ in CASES)}")
+    return [(name, right) for name, right in CASES if name in wanted]
+
+
+def run_size(battery: ModuleType, imgs: np.ndarray, n: int, seeds: int, bins: int,
+             cases: list | None = None) -> tuple[list, object, int]:
     real, held = split(imgs, n)
     held_f = handcrafted_features(to_nchw(held))
     clusters = assign_bins(held_f, kmeans(held_f, 10, seed=0))
     ref = battery.build_reference(handcrafted_features(to_nchw(real)), bins=bins, seed=0,
                                   real_images=to_nchw(real[:400]), baseline_n=n)
     rows = []
-    for name, right in CASES:
+    for name, right in cases or CASES:
         verdicts = []
         for seed in range(seeds):
             xt = to_nchw(case_images(name, held, clusters, n, np.random.default_rng(1000 + seed)))
@@ -170,6 +183,18 @@ def run_size(battery: ModuleType, imgs: np.ndarray, n: int, seeds: int, bins: in
 
 def _fmt(v: dict, key: str, digits: int = 2) -> str:
     return f"{v[key]:.{digits}f}" if key in v else "-"
+
+
+def print_per_seed(rows: list) -> None:
+    """Each seed's verdict, severity and strongest signals (what a miss is made of)."""
+    print("\n| case | seed | verdict | severity | strongest signals |")
+    print("|---|---|---|---|---|")
+    for name, _, verdicts in rows:
+        for seed, v in enumerate(verdicts):
+            top = sorted(((k, x) for k, x in v.scores.items() if isinstance(x, float) and x > 0),
+                         key=lambda kv: -kv[1])[:5]
+            print(f"| {name} | {seed} | {v.verdict} | {v.severity:.2f} | "
+                  + ", ".join(f"{k} {x:.2f}" for k, x in top) + " |")
 
 
 def print_table(rows: list, ref, n: int, seeds: int, n_real: int) -> int:
@@ -194,7 +219,8 @@ def print_table(rows: list, ref, n: int, seeds: int, n_real: int) -> int:
     b = verdicts[0].baseline
     print(f"\nreal-vs-real baseline at {b.get('compared_at', b['n'])} samples: precision {b['precision']:.2f}, "
           f"coverage {b['coverage']:.2f}, recall {b['recall']:.2f}, JS {b['js']:.3f}, empty bins "
-          f"{b['empty_bins']:.2f}, duplicates {b['duplicate_rate']:.2f}, real pair MS-SSIM {ref.msssim:.3f}")
+          f"{b['empty_bins']:.2f}, {_fmt(b, 'missing_mass')} missing mass, duplicates {b['duplicate_rate']:.2f}, "
+          f"real pair MS-SSIM {ref.msssim:.3f}")
     print(f"verdict right on {total}/{len(rows) * seeds} case runs")
     return total
 
@@ -206,15 +232,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--bins", type=int, default=20)
     ap.add_argument("--battery", type=Path, default=None, help="another eval/collapse.py to judge with")
+    ap.add_argument("--cases", default=None, help="only these cases (comma-separated names, e.g. drop-7/10,healthy)")
+    ap.add_argument("--per-seed", action="store_true", help="also print each seed's severity and strongest signals")
     args = ap.parse_args()
+    cases = select_cases(args.cases)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     battery = load_battery(args.battery)
     imgs = load_images(args.data)
     total = runs = 0
     for n in (int(x) for x in args.n.split(",")):
-        rows, ref, n_real = run_size(battery, imgs, n, args.seeds, args.bins)
+        rows, ref, n_real = run_size(battery, imgs, n, args.seeds, args.bins, cases)
         total += print_table(rows, ref, n, args.seeds, n_real)
+        if args.per_seed:
+            print_per_seed(rows)
         runs += len(rows) * args.seeds
     print(f"\nall sizes: verdict right on {total}/{runs} case runs; {time.perf_counter() - t0:.0f} s")
 

@@ -174,6 +174,9 @@ def _print(result: dict) -> None:
         return
     v, mem = result["collapse"], result["memorisation"]
     typer.echo(f"verdict {v['verdict']} (severity {v['severity']:.2f})")
+    for space, other in result.get("collapse_by_space", {}).items():
+        if space != result["feature_space"]:
+            typer.echo(f"        in {space} features instead: {other['verdict']} (severity {other['severity']:.2f})")
     if v.get("context"):
         typer.echo(f"        {v['context']}")
     for reason in v["reasons"]:

@@ -540,6 +540,11 @@ def judge_collapse(fake, real, p: Pass, inputs: Inputs, opts: EvalOptions) -> Co
                         feature_space=space)
     out = {"feature_space": space, "collapse": j.verdict.as_json(),
            "memorisation": j.memorisation.as_json()}
+    # the network-free verdict beside a network's: the "show both", so a disagreement is seen, not hidden
+    out["collapse_by_space"] = {space: _brief(out["collapse"])}
+    if space != handcrafted.NAME:
+        other = verdict_m.judge(p.fake.kept, p.real.kept, seed=opts.seed, feature_space=handcrafted.NAME)
+        out["collapse_by_space"][handcrafted.NAME] = _brief(other.verdict.as_json())
     run_dir = verdict_m.run_folder(fake)
     if run_dir is not None:
         out["losses"] = verdict_m.read_losses(run_dir / "metrics.jsonl")
@@ -557,8 +562,13 @@ def judge_collapse(fake, real, p: Pass, inputs: Inputs, opts: EvalOptions) -> Co
             out["collapse"]["context"] = context["text"]
     content = ReportContent(str(fake), str(real), space, out["collapse"], out["memorisation"],
                             p.fake.kept, p.real.kept, j.reference.counts, losses=out.get("losses"),
-                            checkpoints=out.get("checkpoints", []), training=context)
+                            checkpoints=out.get("checkpoints", []), training=context,
+                            by_space=out["collapse_by_space"])
     return Collapse(out, content)
+
+
+def _brief(verdict: dict) -> dict:
+    return {"verdict": verdict["verdict"], "severity": verdict["severity"]}
 
 
 # ----------------------------------------------------------------------------------------- the whole run

@@ -45,6 +45,7 @@ class ReportContent:
     warnings: list[str] = field(default_factory=list)  # the JSON's "warnings" (stand-in/unverified files)
     sample_count: dict | None = None  # the JSON's "sample_count": n, whether auto chose it, the estimate
     weights: dict[str, dict] = field(default_factory=dict)  # the JSON's "weights": file, path, status
+    by_space: dict[str, dict] = field(default_factory=dict)  # the JSON's "collapse_by_space": space -> verdict
 
 
 def grid_columns(count: int, widest: int = 12) -> int:
@@ -179,6 +180,9 @@ def _verdict_section(c: ReportContent) -> str:
             f"<span class='sev'>severity {v['severity']:.2f} / 1</span></h2>"
             f"<p>{_e(VERDICT_TEXT[v['verdict']])}</p>{_training_note(c)}<ul>"
             + "".join(f"<li>{_e(r)}</li>" for r in v["reasons"]) + "</ul>"
+            f"<p>Judged in {_e(c.feature_space)} features."
+            + "".join(f" In {_e(space)} features: {_e(o['verdict'])} (severity {o['severity']:.2f})."
+                      for space, o in c.by_space.items() if space != c.feature_space) + "</p>"
             f"<p><b>Copies of training images:</b> {100 * m['rate']:.1f}% of {m['samples']} samples "
             f"({m['flagged']}) are closer to one training image than training images are to each other "
             f"(ratio under {m['threshold']}).</p></section>")

@@ -297,6 +297,12 @@ def test_fd_dinov2_pr_dc_and_the_verdict_run_in_dinov2_space(home, tmp_path, sta
     assert m["pr"]["precision"] == pytest.approx(prdc.precision_recall(r, f, 3)["precision"])
     assert m["dc"]["coverage"] == pytest.approx(prdc.density_coverage(r, f, 5)["coverage"])
     assert out["feature_space"] == "dinov2-vitl14" and out["collapse"]["stats"]["feature_space"] == "dinov2-vitl14"
+    # both verdicts are shown: DINOv2's, and the network-free one, as a handcrafted-space run gives it
+    plain = evaluate(fake, real, metrics="pr", collapse=True, n=24, use_cache=False, progress=False, workers=0)
+    assert plain["feature_space"] == "handcrafted-v1" and list(plain["collapse_by_space"]) == ["handcrafted-v1"]
+    assert out["collapse_by_space"] == {
+        "dinov2-vitl14": {"verdict": out["collapse"]["verdict"], "severity": out["collapse"]["severity"]},
+        "handcrafted-v1": {"verdict": plain["collapse"]["verdict"], "severity": plain["collapse"]["severity"]}}
     assert out["weights"]["dinov2-vitl14"]["status"] == "stand-in"
     assert any("stand-in" in w and "fd_dinov2" in w for w in out["warnings"])
     from ganplug.eval.report import _metric_value  # the report's metric table names the space too

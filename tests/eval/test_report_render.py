@@ -40,8 +40,21 @@ def test_report_is_self_contained_and_says_the_verdict_first(content, tmp_path):
     steps = [r["step"] for r in content.checkpoints]
     assert steps == sorted(steps) and sum(r["best"] for r in content.checkpoints) == 1
     assert content.losses and content.losses[0]["step"] == 1
+    assert "Judged in handcrafted-v1 features." in text
     with pytest.raises(Exception, match="--force"):
         report.write_report(page, content)
+
+
+def test_a_verdict_in_another_space_is_shown_beside_the_network_free_one(content, tmp_path):
+    from dataclasses import replace
+
+    both = replace(content, feature_space="dinov2-vitl14",
+                   by_space={"dinov2-vitl14": {"verdict": content.collapse["verdict"], "severity": 0.1},
+                             "handcrafted-v1": {"verdict": "partial collapse", "severity": 0.42}})
+    page = tmp_path / "both.html"
+    report.write_report(page, both)
+    text = page.read_text()
+    assert "Judged in dinov2-vitl14 features. In handcrafted-v1 features: partial collapse (severity 0.42)." in text
 
 
 def test_eval_cli_adds_the_verdict_to_json_and_writes_the_report(tiny_run, shapes_dir, tmp_path):

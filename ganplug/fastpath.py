@@ -10,6 +10,11 @@ compile anew for every slider value. The compiled part is what follows it: the w
 families (they truncate by scaling z, as ops says) and the synthesis network, with constant noise, for
 style-based ones (truncation happens in the mapping, which stays eager and costs little).
 
+Every model compiles the same two small functions below, and dynamo keeps at most `recompile_limit` (8)
+traces per function, whichever model they came from: a server with more models would quietly fall back to
+eager. So the limit is raised (to 64: 32 model loads at two sizes) and `warm_up` checks that its pass was
+traced, else the server says it serves that model eagerly.
+
 CUDA graphs (`--cuda-graphs`, CUDA only) replay a captured pass; its outputs live in memory the next
 replay overwrites, so each output is cloned before it is handed on.
 """
@@ -21,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch._dynamo
 from torch import Tensor
 
 from ganplug import tiling
@@ -28,6 +34,8 @@ from ganplug.checkpoint import LoadedModel
 from ganplug.device import Runtime
 from ganplug.errors import UserError
 from ganplug.sampling import to_uint8, z_from_seeds
+
+RECOMPILE_LIMIT = 64
 
 
 @dataclass
@@ -68,6 +76,7 @@ def compile_pass(model: LoadedModel, sizes: Sequence[int], cuda_graphs: bool = F
     else:
         def net(z: Tensor) -> Tensor:
             return G(z)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     fn = torch.compile(net, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
     return CompiledPass(fn, net, tuple(sorted(set(int(s) for s in sizes))), cuda_graphs)
 
@@ -83,11 +92,18 @@ def latents(model: LoadedModel, z: Tensor, truncation: float) -> Tensor:
 class WarmUp:
     seconds: float
     max_diff: int  # largest uint8 difference from the eager fp32 images of the same probe seeds
+    traced: bool  # False: dynamo ran the pass eagerly (its trace limit was reached), nothing was compiled
+
+
+def _traces() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 def warm_up(model: LoadedModel, runtime: Runtime, fast: CompiledPass, probe_seeds: int = 4) -> WarmUp:
     """Compile every size now (so no request waits for it) and measure the pixels against eager fp32."""
-    t0 = time.perf_counter()
+    t0, traces = time.perf_counter(), _traces()
     z = z_from_seeds(list(range(max(fast.sizes[-1], probe_seeds))), model.spec.z_dim).to(runtime.device)
     with torch.no_grad():
         with runtime.autocast():
@@ -96,4 +112,4 @@ def warm_up(model: LoadedModel, runtime: Runtime, fast: CompiledPass, probe_seed
             compiled = to_uint8(fast(latents(model, z[:probe_seeds], 1.0))).cpu()
         seconds = time.perf_counter() - t0
         eager = to_uint8(model.G(z[:probe_seeds])).cpu()  # no autocast: the fp32 reference
-    return WarmUp(seconds, int((compiled.int() - eager.int()).abs().max()))
+    return WarmUp(seconds, int((compiled.int() - eager.int()).abs().max()), _traces() > traces)

@@ -78,6 +78,11 @@ class Server:
             sizes = (1, self.settings.chunk)
             loaded.fast = fastpath.compile_pass(loaded, sizes, self.settings.cuda_graphs)
             done = fastpath.warm_up(loaded, self.runtime, loaded.fast)
+            if not done.traced:
+                loaded.fast = None
+                log.warning("could not compile %s (torch.compile's trace limit was reached); serving it eagerly",
+                            entry.name)
+                return loaded
             self._compiled[str(entry.path)] = S.Compiled(batch_sizes=sorted(set(sizes)), seconds=round(done.seconds, 1),
                                                          max_diff_vs_fp32=done.max_diff,
                                                          cuda_graphs=self.settings.cuda_graphs)

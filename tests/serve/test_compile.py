@@ -109,6 +109,17 @@ def test_tileable_and_gradient_passes_stay_eager(compiled, runs):
     assert np.array_equal(got, _eager(runs, "dc", [4, 5], tileable=True))  # eager: bit for bit
 
 
+def test_a_pass_dynamo_would_not_trace_is_reported_not_assumed(runs, monkeypatch):
+    """Past dynamo's trace limit the "compiled" pass silently runs eagerly; warm_up must say so."""
+    model = load_generator(runs / "dc")
+    rt = make_runtime("cpu", "fp32")
+    fast = fastpath.compile_pass(model, (1, 2))
+    assert torch._dynamo.config.recompile_limit >= fastpath.RECOMPILE_LIMIT  # room for many models
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 0)
+    done = fastpath.warm_up(model, rt, fast)
+    assert not done.traced and done.max_diff == 0  # eager against eager
+
+
 def test_image_to_image_models_are_refused_by_the_compiler(tmp_path):
     write_untrained_run(tmp_path / "p2p", arch="pix2pix", size=32, base_channels=4)
     model = load_generator(tmp_path / "p2p")

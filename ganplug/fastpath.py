@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch._dynamo
 from torch import Tensor
 
 from ganplug import tiling
@@ -76,6 +75,8 @@ def compile_pass(model: LoadedModel, sizes: Sequence[int], cuda_graphs: bool = F
     else:
         def net(z: Tensor) -> Tensor:
             return G(z)
+    import torch._dynamo  # here, not at the top: importing dynamo costs every CLI command a second
+
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     fn = torch.compile(net, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
     return CompiledPass(fn, net, tuple(sorted(set(int(s) for s in sizes))), cuda_graphs)

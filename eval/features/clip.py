@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from PIL import Image
 from torch import nn
 
 from ganplug.device import Runtime
+from ganplug.eval.features.prep_pool import PrepPool
 from ganplug.eval.features.weights import FoundWeights, WeightsError, check_safe_to_load
 
 NAME = "clip-vitl14-336"  # the feature space, as results name it
@@ -246,12 +246,10 @@ class ClipExtractor:
         self.found, self.runtime = found, runtime
         self.model = load_clip_visual(found.path).to(runtime.device)
         self.size, self.dim = self.model.shape.resolution, self.model.shape.out
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers)) if workers > 0 else None
+        self.prep = PrepPool(workers)
 
     def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
-        fn = lambda im: preprocess(im, self.size)  # noqa: E731
-        arrays = list(self.pool.map(fn, images)) if self.pool and len(images) > 1 else [fn(im) for im in images]
-        return torch.from_numpy(np.stack(arrays))
+        return self.prep.stack(lambda im: preprocess(im, self.size), images)
 
     @torch.no_grad()
     def extract(self, images: list[np.ndarray]) -> np.ndarray:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from PIL import Image
 from torch import nn
 
 from ganplug.device import Runtime
+from ganplug.eval.features.prep_pool import PrepPool
 from ganplug.eval.features.weights import FoundWeights, WeightsError, check_safe_to_load
 
 NAME = "dinov2-vitl14"  # the feature space, as results name it
@@ -267,12 +267,10 @@ class DinoV2Extractor:
         self.found, self.runtime = found, runtime
         self.model = load_dinov2(found.path).to(runtime.device)
         self.dim = self.model.shape.dim
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers)) if workers > 0 else None
+        self.prep = PrepPool(workers)
 
     def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
-        arrays = list(self.pool.map(preprocess, images)) if self.pool and len(images) > 1 else \
-            [preprocess(im) for im in images]
-        return torch.from_numpy(np.stack(arrays))
+        return self.prep.stack(preprocess, images)
 
     @torch.no_grad()
     def extract(self, images: list[np.ndarray]) -> np.ndarray:

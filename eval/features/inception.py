@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +31,7 @@ from ganplug.device import Runtime
 from ganplug.errors import UserError
 from ganplug.eval.features.inception_arch import INPUT_SIZE, NUM_LOGITS, POOL_DIM, ConvBN, InceptionFID
 from ganplug.eval.features.inception_layout import SLOW_PATH, load_twin
+from ganplug.eval.features.prep_pool import PrepPool
 from ganplug.eval.features.weights import FoundWeights, WeightsError, check_safe_to_load
 
 FID_MODES = ("clean", "legacy")
@@ -127,15 +127,11 @@ class InceptionExtractor:
                                  + SLOW_PATH.format(factor=SLOW_FACTOR.get(runtime.precision, "1.3x")))
             self.trunk = self.scripted.layers.to(runtime.device)
             self.dtype = torch.float32
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers)) if workers > 0 else None
+        self.prep = PrepPool(workers)
 
     # --- preprocessing -------------------------------------------------------------------------
     def _resize_cpu(self, images: list[np.ndarray]) -> torch.Tensor:
-        if self.pool is not None and len(images) > 1:
-            arrays = list(self.pool.map(pil_clean_resize, images))
-        else:
-            arrays = [pil_clean_resize(im) for im in images]
-        return torch.from_numpy(np.stack(arrays))
+        return self.prep.stack(pil_clean_resize, images)
 
     def _resize_gpu(self, images: list[np.ndarray]) -> torch.Tensor:
         out = torch.empty((len(images), 3, INPUT_SIZE, INPUT_SIZE), device=self.runtime.device)

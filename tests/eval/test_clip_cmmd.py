@@ -28,19 +28,6 @@ from ganplug.eval.pipeline import evaluate
 FILE = weights.CLIP_VITL14_336.filename
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A private HOME and torch hub folder, so no real file is found."""
-    h = tmp_path / "home"
-    h.mkdir(mode=0o755)
-    monkeypatch.setenv("HOME", str(h))
-    monkeypatch.delenv("GANPLUG_WEIGHTS", raising=False)
-    import torch.hub
-
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torchhub"))
-    return h
-
-
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("clip-weights")

@@ -28,23 +28,16 @@ INCEPTION = weights.INCEPTION.filename
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A private HOME, torch hub folder and temp folder, so nothing real is searched."""
+def home(home, tmp_path, monkeypatch):
+    """conftest's private HOME, plus a private temp folder, so nothing real is searched."""
     standin_dir()  # made (in the real temp folder) before TMPDIR changes
-    h = tmp_path / "home"
-    h.mkdir(mode=0o755)
-    monkeypatch.setenv("HOME", str(h))
-    monkeypatch.delenv("GANPLUG_WEIGHTS", raising=False)
-    import torch.hub
-
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torchhub"))
     systmp = tmp_path / "systmp"
     systmp.mkdir()
     systmp.chmod(0o1777)  # like /tmp: world-writable with the sticky bit
     monkeypatch.setenv("TMPDIR", str(systmp))
     monkeypatch.setattr(tempfile, "tempdir", None)  # recomputed from TMPDIR; monkeypatch restores it
     assert Path(tempfile.gettempdir()) == systmp
-    return h
+    return home
 
 
 def _place(folder: Path, mode: int = 0o644, folder_mode: int | None = 0o755) -> Path:

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 NAME = "handcrafted-v1"
 DIM = 384
 WORK_SIZE = 64
+# Columns of each block, for reading a metric by block (scripts/coverage_blocks.py).
+BLOCKS = {"layout": slice(0, 192), "palette": slice(192, 256), "edges": slice(256, 384)}
 
 
 def _normalise(block: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import pytest
 import scipy.ndimage
 import torch
 
-from ganplug.eval.features.handcrafted import DIM, handcrafted_features
+from ganplug.eval.features.handcrafted import BLOCKS, DIM, handcrafted_features
 from ganplug.eval.metrics import msssim, swd
 
 G5 = np.float32([[1, 4, 6, 4, 1], [4, 16, 24, 16, 4], [6, 24, 36, 24, 6], [4, 16, 24, 16, 4], [1, 4, 6, 4, 1]]) / 256
@@ -82,9 +82,11 @@ def test_handcrafted_features_are_batch_independent_and_normalised():
     one = handcrafted_features(imgs[2:3])
     assert full.shape == (5, DIM)
     np.testing.assert_allclose(full[2], one[0], atol=1e-6)
-    blocks = [full[:, :192], full[:, 192:256], full[:, 256:]]
-    for blk in blocks:
-        np.testing.assert_allclose(np.linalg.norm(blk, axis=1), 1.0, atol=1e-5)
+    # BLOCKS tiles the columns, and each block is one of the unit-length parts
+    assert sorted(c for cols in BLOCKS.values() for c in range(DIM)[cols]) == list(range(DIM))
+    for cols in BLOCKS.values():
+        np.testing.assert_allclose(np.linalg.norm(full[:, cols], axis=1), 1.0, atol=1e-5)
     flipped = handcrafted_features(imgs.transpose(2, 3))  # transposed images: same palette, other layout
-    np.testing.assert_allclose(flipped[:, 192:256], full[:, 192:256], atol=1e-6)
-    assert np.abs(flipped[:, :192] - full[:, :192]).max() > 1e-3
+    palette, layout = BLOCKS["palette"], BLOCKS["layout"]
+    np.testing.assert_allclose(flipped[:, palette], full[:, palette], atol=1e-6)
+    assert np.abs(flipped[:, layout] - full[:, layout]).max() > 1e-3

@@ -36,13 +36,16 @@ def main() -> None:
     print("| generator | precision | recall | density | coverage | " + " | ".join(f"{b} coverage" for b in BLOCKS)
           + " |")
     print("|---" * (5 + len(BLOCKS)) + "|")
+    reals: dict[tuple, np.ndarray] = {}  # real features per (background, size): read once for same-kind runs
     for path in args.fakes:
         fake_src = open_source(path, role="fake", n=args.n, seed=args.seed, runtime=rt)
         background = resolve_background("auto", fake_src)  # eval's default --background
         fake_src.set_background(background)
         real_src = open_source(args.real, role="real", n=None, seed=args.seed, background=background)
         size = min(fake_src.size, real_src.size)
-        real, fake = features(real_src, size), features(fake_src, size)
+        if (background, size) not in reals:
+            reals[background, size] = features(real_src, size)
+        real, fake = reals[background, size], features(fake_src, size)
         pr, dc = precision_recall(real, fake), density_coverage(real, fake)
         per = [density_coverage(real[:, cols], fake[:, cols])["coverage"] for cols in BLOCKS.values()]
         print(f"| {path} | {pr['precision']:.3f} | {pr['recall']:.3f} | {dc['density']:.3f} | {dc['coverage']:.3f} | "

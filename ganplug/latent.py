@@ -49,7 +49,7 @@ def parse_styles(text: str, num_ws: int) -> list[int]:
 
 
 def _require_style_based(G: nn.Module, what: str) -> None:
-    if not hasattr(G, "mapping") or not hasattr(G, "synthesis"):
+    if not G.spec.style_based:
         raise UserError(f"{what} needs a style-based generator (--arch stylegan); this checkpoint has no w space.")
 
 
@@ -252,14 +252,14 @@ def project(G: nn.Module, target: Tensor, *, steps: int = 500, lr: float = 0.1, 
     if steps < 1:
         raise UserError(f"--steps must be at least 1, not {steps}.")
     G = copy.deepcopy(G).to(device).eval().requires_grad_(False)
-    size = G.size if hasattr(G, "size") else target.shape[-1]
+    size = G.spec.size
     if target.dim() != 3 or target.shape[-1] != size or target.shape[-2] != size:
         raise UserError(f"the target must be a {size}x{size} image; load it with load_target() to resize it.")
     torch.manual_seed(seed)
     tgt = target.unsqueeze(0).to(device)
     dist, note = image_loss(tgt, loss, weights_dir, allow_unverified_weights)
     dist = dist.to(device)
-    style_based = hasattr(G, "mapping") and hasattr(G, "synthesis")
+    style_based = G.spec.style_based
 
     noise_bufs: dict[str, Tensor] = {}
     if style_based:

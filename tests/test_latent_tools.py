@@ -9,16 +9,16 @@ from PIL import Image
 
 from ganplug.errors import UserError
 from ganplug.latent import load_target, parse_styles, project, render_projection, style_mixing_grid
+from ganplug.models import build_models
 from ganplug.models.dcgan import DCGANConfig
-from ganplug.models.dcgan import build as build_dcgan
-from ganplug.models.stylegan import StyleGANConfig, build
+from ganplug.models.stylegan import StyleGANConfig
 from ganplug.sampling import to_uint8, z_from_seeds
 
 
 @pytest.fixture(scope="module")
 def tiny_g():
     torch.manual_seed(0)
-    G, _ = build(StyleGANConfig(size=32, z_dim=16, w_dim=16, mapping_layers=2, capacity=1 / 32))
+    G, _, _ = build_models("stylegan", StyleGANConfig(size=32, z_dim=16, w_dim=16, mapping_layers=2, capacity=1 / 32))
     for m in G.modules():  # a live noise path, so that noise maps matter
         if hasattr(m, "noise_strength"):
             torch.nn.init.constant_(m.noise_strength, 0.3)
@@ -53,7 +53,7 @@ def test_parse_styles():
 
 
 def test_style_mixing_refuses_dcgan():
-    G, _ = build_dcgan(DCGANConfig(size=32, base_channels=8))
+    G, _, _ = build_models("dcgan", DCGANConfig(size=32, base_channels=8))
     with pytest.raises(UserError, match="style-based"):
         style_mixing_grid(G, [1], [2])
 
@@ -75,7 +75,7 @@ def test_projection_loss_falls_and_latent_regenerates_the_image(tiny_g):
 
 def test_projection_of_a_dcgan_works_in_z():
     torch.manual_seed(1)
-    G, _ = build_dcgan(DCGANConfig(size=32, base_channels=8, z_dim=8))
+    G, _, _ = build_models("dcgan", DCGANConfig(size=32, base_channels=8, z_dim=8))
     with torch.no_grad():  # untrained DCGAN weights (std 0.02) barely depend on z; make them responsive
         for m in G.modules():
             if isinstance(m, torch.nn.ConvTranspose2d):

@@ -87,7 +87,8 @@ def demo(
     for label, path in (("sample grid", grid), ("morph", morph), ("timelapse", run_dir / "fine-tune" / "timelapse.gif"),
                         ("checkpoint", result.checkpoint)):
         say(f"  {label:12s} {path}", markup=False, highlight=False)
-    say(judge_demo(tuned.G, result.step, cfg, run_dir / "fine-tune", pretrained=trained), highlight=False)
+    say(judge_demo(tuned.G, result.step, cfg, run_dir / "fine-tune", pretrained=int(meta.get("nimg", 0))),
+        highlight=False)
     say("\nOpen it in Krita: run `ganplug serve --models " + str(run_dir / "fine-tune") + "`, install the docker with "
         "`ganplug plugin build krita` (docs/serving.md), and press Generate; the layers are transparent cut-outs. "
         f"Or `ganplug generate {run_dir / 'fine-tune'} --n 16 --out grid.png`.", markup=False, highlight=False)
@@ -109,15 +110,15 @@ def _minutes(m: float) -> str:
     return f"{m:g} minute" + ("" if m == 1 else "s")
 
 
-# Training from scratch, the collapse check reads early samples as collapse: below this many steps (batch 8)
-# the demo says the model is early instead of blaming the art.
-MEANINGFUL_STEPS = 1000
+# Training from scratch, the collapse check reads early samples as collapse: below this many images seen
+# the demo says the model is early instead of blaming the art (images, not steps: batches differ by device).
+MEANINGFUL_IMAGES = 8_000
 
 
 def judge_demo(G, steps: int, cfg, run_dir: Path, pretrained: int = 0) -> str:
     """Say plainly what the grid shows: the collapse battery on 128 fixed-seed samples against the
-    training images, read together with how long the model trained (its own steps plus the shipped
-    model's when it was fine-tuned from it)."""
+    training images, read together with how many images the model has seen (its own plus the shipped
+    model's `pretrained` when it was fine-tuned from it)."""
     from ganplug.data import load_training_data
     from ganplug.train.watch import CollapseWatch, WatchSettings
 
@@ -126,15 +127,17 @@ def judge_demo(G, steps: int, cfg, run_dir: Path, pretrained: int = 0) -> str:
     watch.begin(cfg, data)
     watch.check(steps, G, [])
     v = watch.last
-    total = steps + pretrained
-    seen = f"{steps} steps ({steps * cfg.batch:,} images seen)" + (
-        f" on top of the shipped model's {pretrained:,}" if pretrained else "")
-    if v.verdict == "healthy" and total >= MEANINGFUL_STEPS:
+    images = steps * cfg.batch
+    total = images + pretrained
+    seen = f"{steps} steps ({images:,} images seen)"
+    if pretrained:
+        seen += f" on top of the shipped model's {pretrained:,}"
+    if v.verdict == "healthy" and total >= MEANINGFUL_IMAGES:
         return f"verdict: the samples vary like the training images do (collapse check: healthy) after {seen}."
-    more = max(MEANINGFUL_STEPS, 2 * steps)
-    early = total < MEANINGFUL_STEPS
-    why = (f"only {seen}; a model needs about {MEANINGFUL_STEPS:,} steps before its grid means anything" if early
-           else f"{seen}, and the collapse check says {v.verdict} (severity {v.severity:.2f})")
+    early = total < MEANINGFUL_IMAGES
+    more = max(-(-(MEANINGFUL_IMAGES - pretrained) // cfg.batch), 2 * steps)
+    why = (f"only {seen}; a model needs about {MEANINGFUL_IMAGES:,} images seen before its grid means anything"
+           if early else f"{seen}, and the collapse check says {v.verdict} (severity {v.severity:.2f})")
     return (f"verdict: the grid is not yet meaningful ({why}; the machine may have been busy). Train on with "
             f"`ganplug train --resume {run_dir} --steps {more}`.")
 

@@ -57,12 +57,13 @@ def train(
     out: Path = typer.Option(None, "--out", "-o", callback=v.output_dir,
                              help="Run folder for checkpoints, samples and logs."),
     arch: str = typer.Option(D["arch"], help="Model family: fastgan (the default: small data, skip-layer "
-                             "excitation, self-supervised D, hinge, DiffAugment, batch 8), dcgan, stylegan, or pix2pix "
-                             "(image to image, trained on pairs from `ganplug prep --pairs`)."),
+                             "excitation, self-supervised D, hinge, DiffAugment, batch 8, 32 on a CPU), dcgan, "
+                             "stylegan, or pix2pix (image to image, trained on pairs from `ganplug prep --pairs`)."),
     size: int = typer.Option(None, min=1, help=f"Image size in pixels, a power of two (default: a prepared "
                              f"dataset's size, else {D['size']})."),
     steps: int = typer.Option(D["steps"], min=1, help="Generator updates."),
-    batch: int = typer.Option(D["batch"], min=1, help="Images per batch."),
+    batch: int = typer.Option(D["batch"], min=1, show_default=False,
+                              help=f"Images per batch (default {D['batch']}; fastgan 8, or 32 on a CPU)."),
     minutes: float = typer.Option(D["max_seconds"] / 60, callback=v.non_negative,
                                   help="Stop after this much wall time, with a final checkpoint "
                                   "(0 = no limit; --steps still caps the run)."),
@@ -74,7 +75,9 @@ def train(
     beta1: float = typer.Option(None, callback=v.adam_beta, help="Adam beta1 (dcgan and pix2pix 0.5, stylegan 0)."),
     beta2: float = typer.Option(None, callback=v.adam_beta,
                                 help="Adam beta2 (dcgan and pix2pix 0.999, stylegan 0.99)."),
-    loss: str = typer.Option(D["loss"], help=f"Adversarial loss, every family: {', '.join(LOSSES)}."),
+    loss: str = typer.Option(D["loss"], show_default=False,
+                             help=f"Adversarial loss: {', '.join(LOSSES)} (default {D['loss']}); fastgan trains with "
+                             "hinge only."),
     gp_weight: float = typer.Option(D["gp_weight"], callback=v.non_negative,
                                     help="Weight of the WGAN-GP gradient penalty (--loss wgan-gp)."),
     d_steps: int = typer.Option(D["d_steps"], min=1, help="Discriminator updates per generator update."),

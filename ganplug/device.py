@@ -46,6 +46,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda, cuda:N or mps.")
 
 
+def device_type(name: str = "auto") -> str:
+    """"cuda", "mps" or "cpu": the kind of device `name` asks for, without checking that it is there, for
+    defaults that depend on it (a config written on a GPU machine must still load on a laptop)."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return resolve_device("auto").type
+    return "cuda" if name.startswith("cuda") else "mps" if name == "mps" else "cpu"
+
+
 def cpu_has_fast_bf16() -> bool:
     """True on x86 CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")

@@ -111,6 +111,14 @@ class Family:
     # TrainConfig values this family trains with unless the user gives them (FastGAN: hinge, DiffAugment,
     # batch 8), so the run's config.json says what really trains
     train_defaults: dict[str, Any] | None = None
+    # TrainConfig -> the values among train_defaults' keys that depend on where it trains (FastGAN: batch 32
+    # on a CPU, the paper's 8 on a GPU); they win over train_defaults, the user's options over both
+    device_train_defaults: Callable[[Any], dict[str, Any]] | None = None
+
+    def own_train_defaults(self, train: Any) -> dict[str, Any]:
+        """The TrainConfig values this family chooses for a run like `train` (where it trains)."""
+        extra = self.device_train_defaults(train) if self.device_train_defaults is not None else {}
+        return {**(self.train_defaults or {}), **extra}
 
     def default_spec(self) -> ModelSpec:
         """The spec of the default config: what the family is (image-to-image, latent kind)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ganplug.errors import UserError
@@ -150,7 +150,7 @@ class TrainConfig:
         from ganplug.models import FAMILIES, get_family  # torch: only once a config is being checked
 
         fam = get_family(self.arch)
-        own = fam.train_defaults or {}
+        own = fam.own_train_defaults(self)
         defaults = {**field_defaults(), **own}
         used = set(given) | {name for name, default in defaults.items() if getattr(self, name) != default}
         used -= {name for name, value in own.items() if getattr(self, name) == value}  # the family's own choice
@@ -169,7 +169,10 @@ class TrainConfig:
         from ganplug.models import get_family
 
         fam = get_family(arch)
-        return cls(**{**asdict(fam.optimiser), **(fam.train_defaults or {}), "arch": arch, **values})
+        cfg = cls(**{**asdict(fam.optimiser), **(fam.train_defaults or {}), "arch": arch, **values})
+        if fam.device_train_defaults is None:
+            return cfg
+        return replace(cfg, **{k: v for k, v in fam.device_train_defaults(cfg).items() if k not in values})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -55,3 +55,20 @@ def test_the_default_demo_folder_is_ignored_by_git():
     for name in ("ganplug-demo", "ganplug-demo-2"):
         proc = subprocess.run(["git", "check-ignore", "-q", f"{name}/samples-final.png"], cwd=REPO)
         assert proc.returncode == 0, f"{name}/ is not in .gitignore"
+
+
+def test_early_is_judged_by_images_seen_whatever_the_batch(tmp_path):
+    """A CPU fine-tunes at batch 32, a GPU at 8: the same few steps are 4x the images, and the advice to
+    train on asks for the steps that reach MEANINGFUL_IMAGES at the run's own batch."""
+    from ganplug.checkpoint import load_generator
+    from ganplug.cli.demo_cmd import MEANINGFUL_IMAGES, demo_data_dir, judge_demo
+    from ganplug.train.config import TrainConfig
+
+    model = load_generator(shipped_model())
+    for batch, needed in ((32, 250), (8, 1000)):
+        cfg = TrainConfig.for_family("fastgan", data=str(demo_data_dir()), out=str(tmp_path), size=model.spec.size,
+                                     batch=batch)
+        said = judge_demo(model.G, 3, cfg, tmp_path, pretrained=0)
+        assert f"only 3 steps ({3 * batch} images seen)" in said and f"about {MEANINGFUL_IMAGES:,} images" in said
+        assert f"--steps {needed}`" in said
+        assert "only" not in judge_demo(model.G, 3, cfg, tmp_path, pretrained=MEANINGFUL_IMAGES)

@@ -232,14 +232,14 @@ def test_options_fastgan_does_not_use_are_refused(args, named, capsys, imgs, tmp
     assert code == 2 and named in out and "--arch fastgan" in out and "Traceback" not in out, out
 
 
-def test_dry_run_says_hinge_diffaug_batch_8_and_the_recon_loss(capsys, imgs, tmp_path):
+def test_dry_run_says_hinge_diffaug_the_cpu_batch_and_the_recon_loss(capsys, imgs, tmp_path):
     """The family's training defaults are the run config's values, as config.json will record them."""
-    code, out = _dry(capsys, imgs, tmp_path, "--capacity", "0.05")
+    code, out = _dry(capsys, imgs, tmp_path, "--capacity", "0.05", "--device", "cpu")
     assert code == 0, out
     doc = json.loads(out[out.index("{"):])
     assert doc["resolved"]["model"]["capacity"] == 0.05
     assert (doc["loss"], doc["aug"], doc["aug_ops"], doc["aug_p"], doc["batch"]) == (
-        "hinge", "diffaug", fg.FAMILY_AUG_OPS, fg.FAMILY_AUG_P, 8)
+        "hinge", "diffaug", fg.FAMILY_AUG_OPS, fg.FAMILY_AUG_P, fg.CPU_BATCH)
     assert doc["resolved"]["recon_loss"] in ("lpips", "pixel+ssim")
     code, out = _dry(capsys, imgs, tmp_path, "--aug", "ada", "--batch", "16", "--loss", "hinge")
     doc = json.loads(out[out.index("{"):])

@@ -553,9 +553,9 @@ def model_defaults(train: TrainConfig) -> dict[str, Any]:
     """The paper's widths on a GPU, a quarter of them on a CPU: at 64 px capacity 1 costs about 9x per image
     there (0.7 s against 6 s per batch of 8 on one core), ~600 steps an hour, which leaves an artist
     smudges; 0.25 draws recognisable designs in that hour. The choice is written to the run's config."""
-    from ganplug.device import resolve_device
+    from ganplug.device import device_type
 
-    return {} if resolve_device(train.device).type in ("cuda", "mps") else {"capacity": CPU_CAPACITY}
+    return {} if device_type(train.device) in ("cuda", "mps") else {"capacity": CPU_CAPACITY}
 
 
 CPU_BATCH = 32

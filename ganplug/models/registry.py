@@ -118,6 +118,10 @@ class Family:
     def own_train_defaults(self, train: Any) -> dict[str, Any]:
         """The TrainConfig values this family chooses for a run like `train` (where it trains)."""
         extra = self.device_train_defaults(train) if self.device_train_defaults is not None else {}
+        stray = sorted(set(extra) - set(self.train_defaults or {}))
+        if stray:  # the CLI's help and check_options read train_defaults' keys to know what the family sets
+            raise ValueError(f"family {self.name!r}: device_train_defaults sets {', '.join(stray)}, which "
+                             "train_defaults lacks; give each a device-independent default there")
         return {**(self.train_defaults or {}), **extra}
 
     def default_spec(self) -> ModelSpec:

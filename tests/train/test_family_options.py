@@ -422,6 +422,16 @@ def test_a_family_defined_here_trains_through_train(monkeypatch, tmp_path, shape
         dataclasses.replace(cfg, pl_weight=1.0).validate()
 
 
+def test_a_device_default_needs_a_default_for_every_device(monkeypatch):
+    """The CLI's help and check_options know what a family chooses from train_defaults' keys alone, so a
+    device-dependent value with no device-independent default there is a mistake in the family."""
+    fam = toy_family(train_defaults={"batch": 8}, device_train_defaults=lambda t: {"batch": 2, "lr_d": 1e-3})
+    with pytest.raises(ValueError, match="device_train_defaults sets lr_d, which train_defaults lacks"):
+        fam.own_train_defaults(TrainConfig(data="", out=""))
+    fam = toy_family(train_defaults={"batch": 8}, device_train_defaults=lambda t: {"batch": 2})
+    assert fam.own_train_defaults(TrainConfig(data="", out="")) == {"batch": 2}
+
+
 def test_takes_images_reads_the_spec(monkeypatch):
     fam = toy_family("toy_i2i")
     fam = dataclasses.replace(fam, spec=lambda c: ModelSpec(arch="toy_i2i", size=c.size, channels=c.channels,

@@ -189,7 +189,8 @@ def train(
         from ganplug.train.distributed import relaunch
 
         relaunch("train", gpus, cfg.device)  # does not return
-    run(cfg, resume=resume is not None, force=force, watch=watch, watch_every=watch_every, on_collapse=on_collapse)
+    run(cfg, resume=resume is not None, force=force, watch=watch, watch_every=watch_every, on_collapse=on_collapse,
+        batch_is_default="batch" not in given)
 
 
 def given_options(ctx: typer.Context) -> set[str]:
@@ -272,7 +273,8 @@ def _data_shape(cfg: TrainConfig) -> tuple[int, int, int | None]:
     return ds.channels, in_channels, len(ds)
 
 
-def run(cfg: TrainConfig, *, resume: bool, force: bool, watch: bool, watch_every: int, on_collapse: str) -> None:
+def run(cfg: TrainConfig, *, resume: bool, force: bool, watch: bool, watch_every: int, on_collapse: str,
+        batch_is_default: bool = False) -> None:
     """Train with a progress display; Ctrl-C says what was saved."""
     from ganplug.cli.progress import RichReporter as Reporter
     from ganplug.train.loop import train as run_training
@@ -287,7 +289,8 @@ def run(cfg: TrainConfig, *, resume: bool, force: bool, watch: bool, watch_every
             from ganplug.train.watch import CollapseWatch, WatchSettings
 
             collapse_watch = CollapseWatch.for_config(cfg, WatchSettings(every=watch_every, on_collapse=on_collapse))
-        result = run_training(cfg, resume=resume, force=force, reporter=reporter, watch=collapse_watch)
+        result = run_training(cfg, resume=resume, force=force, reporter=reporter, watch=collapse_watch,
+                              batch_is_default=batch_is_default)
     except KeyboardInterrupt as e:
         reporter.console.print(interrupted_message(e, out), highlight=False)
         raise typer.Exit(130) from None

@@ -390,6 +390,7 @@ def train(
     reporter: Reporter | None = None,
     should_stop: Callable[[], bool] | None = None,
     watch: TrainWatch | None = None,
+    batch_is_default: bool = False,
 ) -> TrainResult:
     """Train (or resume) the run in `cfg.out`. Returns where the final checkpoint is.
 
@@ -399,10 +400,14 @@ def train(
 
     Started by torchrun with several processes (WORLD_SIZE > 1), it joins their process group and trains
     data-parallel (ganplug.train.distributed); only rank 0 writes and reports.
+
+    `batch_is_default`: nobody chose cfg.batch, so when its step would not fit in memory a smaller batch
+    that does replaces it (with a note, and in config.json) instead of the run being refused.
     """
     w, device, created = distributed.setup(cfg.device)
     try:
-        result = _train(cfg, w, device, resume, force, reporter if w.main else None, should_stop, watch)
+        result = _train(cfg, w, device, resume, force, reporter if w.main else None, should_stop, watch,
+                        batch_is_default)
         distributed.barrier()  # rank 0 has written everything before any rank leaves
         return result
     finally:
@@ -411,7 +416,7 @@ def train(
 
 def _train(cfg: TrainConfig, w: distributed.World, device: str, resume: bool, force: bool,
            reporter: Reporter | None, should_stop: Callable[[], bool] | None,
-           watch: TrainWatch | None) -> TrainResult:
+           watch: TrainWatch | None, batch_is_default: bool) -> TrainResult:
     run_dir = Path(cfg.out)
     cfg, resume_from, start = _resolve(cfg, resume)
     from ganplug.data import load_training_data  # the data layer imports PIL etc.; keep it off import time
@@ -434,7 +439,12 @@ def _train(cfg: TrainConfig, w: distributed.World, device: str, resume: bool, fo
     if watch is not None and spec.image_to_image:
         watch = None  # the collapse watch samples z; a translator has none
         notes.append(f"the mode-collapse watch is for generators driven by z; it is off for {cfg.arch}")
-    check_fits(cfg.arch, model_cfg, spec, cfg.batch // w.size, runtime.device)
+    per_rank = check_fits(cfg.arch, model_cfg, spec, cfg.batch // w.size, runtime.device,
+                          may_shrink=batch_is_default and not resume)
+    if per_rank * w.size != cfg.batch:  # a batch nobody chose, too big for the memory free here
+        notes.append(f"the default batch ({cfg.batch}) needs more memory than {runtime.device} has free; training "
+                     f"with --batch {per_rank * w.size} (give --batch to choose)")
+        cfg = dataclasses.replace(cfg, batch=per_rank * w.size)
     # only now, once everything that can be refused was: --force never wipes a run for nothing (rank 0 only)
     if not resume and w.main:
         kept = prepare_run_dir(run_dir, resume=False, force=force)

@@ -101,14 +101,19 @@ def available_bytes(device: torch.device) -> int | None:
     return min(candidates) if candidates else None
 
 
-def check_fits(arch: str, model_cfg: Any, spec: Any, batch: int, device: torch.device) -> StepMemory | None:
-    """Refuse (exit 2) a batch whose step cannot fit in the memory this machine has free."""
+def check_fits(arch: str, model_cfg: Any, spec: Any, batch: int, device: torch.device, *,
+               may_shrink: bool = False) -> int:
+    """The batch to train with: `batch` when its step fits in the memory free here. When it does not, the
+    largest batch that fits if `may_shrink` (the batch is the family's default, not the user's: FastGAN's
+    32 on a CPU at 512-1024 px needs 7-11 GiB); else refuse (exit 2) and name that batch."""
     need = estimate(arch, model_cfg, spec)
     free = available_bytes(device)
     if need is None or free is None or need.total(batch) <= free * _SAFETY:
-        return need
+        return batch
     gib = 1 << 30
     fits = need.max_batch(free)
+    if may_shrink and fits >= 1:
+        return fits
     hint = f"use --batch {fits} or less" if fits >= 1 else "use a smaller --size or model (--capacity, --base-channels)"
     raise UserError(
         f"--batch {batch}: one training step needs about {need.total(batch) / gib:.1f} GiB (estimated), and "

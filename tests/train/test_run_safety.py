@@ -105,6 +105,29 @@ def test_a_step_that_cannot_fit_in_memory_is_refused_before_allocating(tmp_path,
     assert not (tmp_path / "run").exists()
 
 
+def test_a_default_batch_too_big_for_memory_shrinks_to_one_that_fits_and_a_chosen_one_is_refused(
+        tmp_path, capsys, monkeypatch):
+    """FastGAN's CPU default (32) at 512-1024 px needs 7-11 GiB: a machine with less free trains at the largest
+    batch that fits, saying so and recording it, rather than refusing a batch the user never gave."""
+    from ganplug.models import config_from_dict, get_family
+    from ganplug.models.fastgan import CPU_BATCH, CPU_CAPACITY
+    from ganplug.train import memory
+
+    cfg = config_from_dict("fastgan", {"size": 32, "capacity": CPU_CAPACITY, "channels": 3})
+    need = memory.estimate("fastgan", cfg, get_family("fastgan").spec(cfg))
+    free = int((need.total(5) + need.total(6)) / 2 / memory._SAFETY)  # room for 5 images a step, not 6
+    assert need.max_batch(free) == 5
+    monkeypatch.setattr(memory, "available_bytes", lambda device: free)
+    data = write_shapes(tmp_path / "data", CPU_BATCH + 8, size=32)
+    common = ["--arch", "fastgan", "--size", "32", "--no-alpha", "--device", "cpu", "--steps", "1", "--no-watch",
+              "--sample-every", "0", "--grid-samples", "4"]
+    code, out = run(capsys, "train", data, "--out", tmp_path / "auto", *common)
+    assert code == 0 and f"the default batch ({CPU_BATCH}) needs more memory" in out and "--batch 5" in out
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["train"]["batch"] == 5
+    code, out = run(capsys, "train", data, "--out", tmp_path / "chosen", *common, "--batch", str(CPU_BATCH))
+    assert code == 2 and "use --batch 5 or less" in out and not (tmp_path / "chosen").exists()
+
+
 def test_estimate_counts_every_activation_of_a_known_network():
     """DCGAN at 32 px with 8 channels, counted by hand from the architecture (float32 bytes)."""
     from ganplug.models import build_models, config_from_dict

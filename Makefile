@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# Two pytest workers (pytest-xdist): most tests wait on a subprocess (the CLI, Krita, Blender, torchrun), so
+# one process keeps a 2-core machine about half idle. worksteal, not loadfile: it schedules by index, and
+# schemathesis' fuzz cases share one test id, which loadfile would run only once.
+PYTEST_WORKERS ?= -n 2 --dist worksteal
 
 .PHONY: demo test core-smoke bench lint clean
 
@@ -20,7 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_WORKERS) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory core-smoke
 
 # A plain `pip install ganplug` (no extras) in its own venv, .venv-core, running every core command at a

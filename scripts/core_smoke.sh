@@ -10,11 +10,13 @@
 # (serve, .mp4, eval --report) must exit 2 naming it. Any failure stops the script with a message.
 #
 # The venv is rebuilt only when pyproject.toml, the torch pin or the Python changes (a stamp file);
-# otherwise only ganplug itself is reinstalled (a few seconds).
+# otherwise only ganplug itself is reinstalled (a few seconds). A rebuild hard-links the pinned torch from
+# .venv when that has it (scripts/link_torch.py) instead of unpacking the same wheels again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${CORE_VENV:-$ROOT/.venv-core}
+SOURCE_VENV=${SOURCE_VENV:-$ROOT/.venv}  # `make test`'s venv, whose torch the core venv can link
 PYTHON=${PYTHON:-python3}
 TORCH=${CORE_TORCH:-torch==2.14.1}  # the Makefile's pin; torchvision is not a core dependency
 STAMP=$VENV/.core-stamp
@@ -46,6 +48,14 @@ else
   step "creating $VENV (core dependencies only)"
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"   # never --system-site-packages: nothing may leak in from outside
+  # the pinned torch (and only what it requires) hard-linked from the test venv when that has it: the same
+  # files in seconds, not minutes of unpacking; anything else pip installs below as for any user
+  if [ -x "$SOURCE_VENV/bin/python" ] \
+      && "$SOURCE_VENV/bin/python" "$ROOT/scripts/link_torch.py" "$VENV/bin/python" "$TORCH"; then
+    :
+  else
+    echo "(installing torch with pip instead)"
+  fi
   quiet "$VENV/bin/python" -m pip install -q "$TORCH" "$WORK/src"   # torch as the Makefile pins it; no extras
   echo "$want" > "$STAMP"
 fi

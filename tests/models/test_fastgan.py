@@ -13,6 +13,7 @@ from ganplug import ops
 from ganplug.checkpoint import LoadedModel
 from ganplug.cli.app import main
 from ganplug.device import make_runtime
+from ganplug.errors import UserError
 from ganplug.models import FAMILIES, build_models, config_from_dict
 from ganplug.models import fastgan as fg
 from ganplug.tiling import tileable
@@ -71,6 +72,37 @@ def test_paper_widths_at_capacity_one():
                                                                                  16, 8]
     assert [cfg.d_width(r) for r in (8, 16, 32, 64, 128, 256, 512)] == [512, 256, 128, 64, 32, 16, 8]
     assert fg.FastGANConfig(size=64, capacity=0.5).g_width(4) == 512
+
+
+def test_d_capacity_widens_the_encoder_alone():
+    """d_capacity replaces capacity for D's encoder (stem, down-blocks, SLE, head), not for G or D's decoders."""
+    base = fg.FastGANConfig(size=64, capacity=0.25)
+    wide = fg.FastGANConfig(size=64, capacity=0.25, d_capacity=0.5)
+    assert [wide.d_width(r) for r in (4, 8, 16, 32, 64)] == [2 * base.d_width(r) for r in (4, 8, 16, 32, 64)]
+    assert fg.FastGANConfig(size=64, capacity=0.25, d_capacity=0.25).d_width(8) == base.d_width(8)
+    (G0, D0), (G1, D1) = fg.build(base), fg.build(wide)
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    assert shapes(G1) == shapes(G0)
+    d0, d1 = shapes(D0), shapes(D1)
+    stem = "blocks.0.0.parametrizations.weight.original"
+    assert d1[stem][0] == 2 * d0[stem][0]
+    dec = [k for k in d0 if k.startswith(("decode_whole.", "decode_part.")) and "blocks.0.convs.0." not in k]
+    assert dec and all(d1[k] == d0[k] for k in dec)  # only their input conv sees the wider features
+    first = "decode_whole.blocks.0.convs.0.parametrizations.weight.original"
+    assert d1[first][0] == d0[first][0] and d1[first][1] == 2 * d0[first][1]
+    x = torch.randn(2, 3, 64, 64)
+    assert D1(x).shape == D0(x).shape == (2,)
+    for bad in (0, 5):
+        with pytest.raises(UserError, match="d_capacity must be in"):
+            config_from_dict("fastgan", {"size": 64, "d_capacity": bad})
+
+
+def test_d_capacity_reaches_the_run_config(capsys, imgs, tmp_path):
+    code, out = _dry(capsys, imgs, tmp_path, "--model", "d_capacity=0.5", "--device", "cpu")
+    model = json.loads(out[out.index("{"):])["resolved"]["model"]
+    assert code == 0 and model["d_capacity"] == 0.5 and model["capacity"] == fg.CPU_CAPACITY
+    code, out = _dry(capsys, imgs, tmp_path, "--device", "cpu")
+    assert json.loads(out[out.index("{"):])["resolved"]["model"]["d_capacity"] is None  # follows capacity
 
 
 def test_sle_gates_are_in_unit_interval_and_change_the_output(one_thread):

@@ -51,10 +51,9 @@ else
   # the pinned torch (and only what it requires) hard-linked from the test venv when that has it: the same
   # files in seconds, not minutes of unpacking; anything else pip installs below as for any user
   if [ -x "$SOURCE_VENV/bin/python" ] \
-      && "$SOURCE_VENV/bin/python" "$ROOT/scripts/link_torch.py" "$VENV/bin/python" "$TORCH"; then
-    :
-  else
-    echo "(installing torch with pip instead)"
+      && ! "$SOURCE_VENV/bin/python" "$ROOT/scripts/link_torch.py" "$VENV/bin/python" "$TORCH"; then
+    echo "(pip installs torch instead)"
+    rm -rf "$VENV" && "$PYTHON" -m venv "$VENV"  # nothing half-linked stays
   fi
   quiet "$VENV/bin/python" -m pip install -q "$TORCH" "$WORK/src"   # torch as the Makefile pins it; no extras
   echo "$want" > "$STAMP"

@@ -71,8 +71,8 @@ class FastGANConfig:
     z_dim: int = 256  # the paper's nz
     capacity: float = 1.0  # multiplies every width (1.0 = the paper's ngf = ndf = 64)
     # multiplies the widths of D's encoder (stem, down-blocks, SLE, head) instead of capacity; None = capacity.
-    # Its decoders keep capacity's widths. A wider D alone: at 64 px on a CPU, 0.5 beside capacity 0.25 costs
-    # 1.45x per image and reached in 16k images the coverage the default reached in 27k (docs/results.md).
+    # Its decoders keep capacity's widths. At 64 px on a CPU, 0.5 beside capacity 0.25 costs 1.45x per image
+    # and learns faster per image, but after an hour covered no more than the default (docs/results.md).
     d_capacity: float | None = None
 
     def validate(self) -> None:

@@ -8,6 +8,7 @@ is enough to refuse what cannot fit and name a batch that can.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,13 @@ class StepMemory:
 
     def total(self, batch: int) -> int:
         return int(self.fixed + batch * self.per_image * _ACTIVATION_FACTOR)
+
+    def free_needed(self, batch: int) -> int:
+        """Free memory a step of `batch` images needs, with the margin the allocator and the OS keep."""
+        return math.ceil(self.total(batch) / _SAFETY)
+
+    def fits(self, batch: int, available: int) -> bool:
+        return self.total(batch) <= available * _SAFETY
 
     def max_batch(self, available: int) -> int:
         return max(0, int((available * _SAFETY - self.fixed) / (self.per_image * _ACTIVATION_FACTOR)))
@@ -108,7 +116,7 @@ def check_fits(arch: str, model_cfg: Any, spec: Any, batch: int, device: torch.d
     32 on a CPU at 512-1024 px needs 7-11 GiB); else refuse (exit 2) and name that batch."""
     need = estimate(arch, model_cfg, spec)
     free = available_bytes(device)
-    if need is None or free is None or need.total(batch) <= free * _SAFETY:
+    if need is None or free is None or need.fits(batch, free):
         return batch
     gib = 1 << 30
     fits = need.max_batch(free)

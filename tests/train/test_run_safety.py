@@ -117,8 +117,8 @@ def test_a_default_batch_too_big_for_memory_shrinks_to_one_that_fits_and_a_chose
 
     cfg = config_from_dict("fastgan", {"size": 32, "capacity": CPU_CAPACITY, "channels": 3})
     need = memory.estimate("fastgan", cfg, get_family("fastgan").spec(cfg))
-    free = int((need.total(5) + need.total(6)) / 2 / memory._SAFETY)  # room for 5 images a step, not 6
-    assert need.max_batch(free) == 5
+    free = (need.free_needed(5) + need.free_needed(6)) // 2  # room for 5 images a step, not 6
+    assert need.max_batch(free) == 5 and need.fits(5, free) and not need.fits(6, free)
     monkeypatch.setattr(memory, "available_bytes", lambda device: free)
     data = write_shapes(tmp_path / "data", CPU_BATCH + 8, size=32)
     common = ["--arch", "fastgan", "--size", "32", "--no-alpha", "--device", "cpu", "--steps", "1", "--no-watch",
@@ -128,6 +128,20 @@ def test_a_default_batch_too_big_for_memory_shrinks_to_one_that_fits_and_a_chose
     assert json.loads((tmp_path / "auto" / "config.json").read_text())["train"]["batch"] == 5
     code, out = run(capsys, "train", data, "--out", tmp_path / "chosen", *common, "--batch", str(CPU_BATCH))
     assert code == 2 and "use --batch 5 or less" in out and not (tmp_path / "chosen").exists()
+
+
+def test_step_memory_agrees_with_itself_on_what_fits():
+    """max_batch, fits and free_needed are three views of one margin: the batch check and the batch a
+    refusal names must never disagree (naming a batch that is then refused)."""
+    from ganplug.train.memory import StepMemory
+
+    need = StepMemory(per_image=3_000_017, fixed=250_000_003)
+    for available in (0, 10**8, 3 * 10**8 + 7, 2**33 + 12345, 10**11):
+        b = need.max_batch(available)
+        assert b == 0 or need.fits(b, available)
+        assert not need.fits(b + 1, available)
+    for batch in (1, 7, 64):
+        assert need.fits(batch, need.free_needed(batch)) and not need.fits(batch, need.free_needed(batch) - 1)
 
 
 def test_estimate_counts_every_activation_of_a_known_network():

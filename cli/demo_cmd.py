@@ -81,7 +81,7 @@ def demo(
         steps=1_000_000, sample_every=100, ckpt_every=500, max_seconds=minutes * 60, device=device,
         precision=precision, init_from=str(shipped), model=dict(meta["model"]), **({"batch": batch} if batch else {}))
     result = train(cfg, reporter=reporter, batch_is_default=not batch)
-    cfg = TrainConfig.from_dict(read_meta(result.checkpoint)["train"])  # as it trained (a batch may have shrunk)
+    cfg = result.config  # as it trained (a batch may have shrunk)
     tuned = load_generator(result.checkpoint, device=rt.device)
     grid, morph = _show(tuned, rt, run_dir, "fine-tuned", ops)
     say(f"\n[bold]done[/]: fine-tuned for {result.step} steps. Look at:")

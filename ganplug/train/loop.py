@@ -96,6 +96,7 @@ class TrainResult:
     checks: list[dict[str, float]] = field(default_factory=list)  # every watch check's row
     events: list[dict[str, Any]] = field(default_factory=list)  # rollbacks and other interventions
     stop_reason: str = ""
+    config: TrainConfig | None = None  # as it trained: a batch may have been capped or shrunk (config.json's)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -561,7 +562,8 @@ def _execute(run: Run, cfg: TrainConfig, start: int, dataset, watch: TrainWatch 
         write_timelapse(run.run_dir)
     return TrainResult(run_dir=run.run_dir, step=step, checkpoint=run.checkpoint, samples=run.samples,
                        stopped_early=fit.stopped and step < cfg.steps, history=list(trainer.history),
-                       checks=watching.checks if watching else [], events=trainer.events, stop_reason=fit.reason)
+                       checks=watching.checks if watching else [], events=trainer.events, stop_reason=fit.reason,
+                       config=cfg)
 
 
 def write_timelapse(run_dir: Path, fps: float = 4.0) -> Path | None:

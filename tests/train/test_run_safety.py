@@ -126,6 +126,15 @@ def test_a_default_batch_too_big_for_memory_shrinks_to_one_that_fits_and_a_chose
     code, out = run(capsys, "train", data, "--out", tmp_path / "auto", *common)
     assert code == 0 and f"the default batch ({CPU_BATCH}) needs more memory" in out and "--batch 5" in out
     assert json.loads((tmp_path / "auto" / "config.json").read_text())["train"]["batch"] == 5
+    # the API says so too: the result's config is the one that trained (the demo reads it)
+    from ganplug.train.config import TrainConfig
+
+    api = TrainConfig.for_family("fastgan", data=str(data), out=str(tmp_path / "api"), size=32, alpha=False,
+                                 device="cpu", steps=1, sample_every=0, grid_samples=4,
+                                 model={"channels": 3, "capacity": CPU_CAPACITY})
+    result = train(api, batch_is_default=True)
+    assert api.batch == CPU_BATCH and result.config.batch == 5
+    assert result.config.to_dict() == json.loads((tmp_path / "api" / "config.json").read_text())["train"]
     code, out = run(capsys, "train", data, "--out", tmp_path / "chosen", *common, "--batch", str(CPU_BATCH))
     assert code == 2 and "use --batch 5 or less" in out and not (tmp_path / "chosen").exists()
 

@@ -31,7 +31,7 @@ from ganplug.train import losses
 from ganplug.train.augment import AdaController, DiscriminatorAugment
 from ganplug.train.config import TrainConfig
 from ganplug.train.frozen import frozen
-from ganplug.train.steps import gradient_penalty
+from ganplug.train.steps import adversarial_stats, gradient_penalty
 
 
 def split_pair(x: Tensor, in_channels: int) -> tuple[Tensor, Tensor]:
@@ -115,14 +115,8 @@ class Pix2PixStep:
             self.opt_G.zero_grad(set_to_none=True)
             loss_g.backward()
         self.opt_G.step()
-        stats.update({
-            "loss/G": loss_g.item(),
-            "loss/G_adv": loss_adv.item(),
-            "loss/L1": loss_l1.item(),
-            "loss/D": loss_d.item(),
-            "scores/real": real_logits.float().mean().item(),
-            "scores/fake": fake_logits.float().mean().item(),
-        })
+        stats.update(adversarial_stats(loss_g, loss_d, real_logits, fake_logits))
+        stats.update({"loss/G_adv": loss_adv.item(), "loss/L1": loss_l1.item()})
         if cfg.aug != "none":
             stats["aug/p"] = self.augment.p(cfg)
         return stats

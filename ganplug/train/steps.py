@@ -51,6 +51,17 @@ def d_adversarial(cfg: TrainConfig, D: Callable[[Tensor], Tensor], real_logits: 
     return loss if gp is None else loss + gp
 
 
+def adversarial_stats(loss_g: Tensor, loss_d: Tensor, real_logits: Tensor, fake_logits: Tensor) -> dict[str, float]:
+    """What every family logs each step under the same names: the progress line, metrics.jsonl and the
+    collapse watch read them alike whichever family trained."""
+    return {
+        "loss/G": loss_g.item(),
+        "loss/D": loss_d.item(),
+        "scores/real": real_logits.float().mean().item(),
+        "scores/fake": fake_logits.float().mean().item(),
+    }
+
+
 class ClassicStep:
     """DCGAN-style update: `d_steps` D updates, then one G update on the last fake batch.
 
@@ -96,12 +107,7 @@ class ClassicStep:
             self.opt_G.zero_grad(set_to_none=True)
             loss_g.backward()
         self.opt_G.step()
-        stats.update({
-            "loss/G": loss_g.item(),
-            "loss/D": loss_d.item(),
-            "scores/real": real_logits.float().mean().item(),
-            "scores/fake": fake_logits.float().mean().item(),
-        })
+        stats.update(adversarial_stats(loss_g, loss_d, real_logits, fake_logits))
         if cfg.loss == "nonsat":  # D(x) and D(G(z)) as probabilities, as the DCGAN example prints them
             stats["prob/real"] = torch.sigmoid(real_logits.float()).mean().item()
             stats["prob/fake"] = torch.sigmoid(fake_logits.float()).mean().item()

@@ -37,7 +37,7 @@ from ganplug.train.augment import AdaController, DiscriminatorAugment
 from ganplug.train.config import TrainConfig
 from ganplug.train.frozen import frozen
 from ganplug.train.penalties import path_length_penalty, r1_penalty
-from ganplug.train.steps import d_adversarial
+from ganplug.train.steps import adversarial_stats, d_adversarial
 
 PL_INTERVAL = 4
 PL_BATCH_SHRINK = 2
@@ -196,13 +196,8 @@ class StyleGANStep:
             stats["loss/pl"] = self._g_pl().item()
             stats["pl_mean"] = float(self.pl_mean)
 
-        stats.update({
-            "loss/G": loss_g.item(),
-            "loss/D": loss_d.item(),
-            "scores/real": real_logits.float().mean().item(),
-            "scores/fake": fake_logits.float().mean().item(),
-            "aug/p": self.aug_p,
-        })
+        stats.update(adversarial_stats(loss_g, loss_d, real_logits, fake_logits))
+        stats["aug/p"] = self.aug_p
         if self.ada is not None:
             stats["ada/rt"] = self.ada.last_rt
         return stats

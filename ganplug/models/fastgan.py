@@ -185,6 +185,32 @@ class NoiseInjection(nn.Module):
         return x + self.strength.to(x.dtype) * noise
 
 
+class _GradInInputLayout(torch.autograd.Function):
+    """The identity, whose gradient leaves in its input's memory format. GLU's backward hands a channels_last
+    input an NCHW gradient, and BatchNorm's backward with the two layouts mixed takes a slow path on a CPU:
+    6x (370 against 60 ms for a 32x64x64x64 bf16 map on one core), a quarter of a 64 px training step."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous(memory_format=torch.channels_last) if ctx.channels_last else grad
+
+
+def glu(x: Tensor) -> Tensor:
+    """GLU over channels (first half times the sigmoid of the second), its gradient in x's layout."""
+    return F.glu(_GradInInputLayout.apply(x), dim=1)
+
+
+class GLU(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return glu(x)
+
+
 class SLE(nn.Module):
     """Skip-layer excitation: channel gates in [0, 1] from a low-resolution map, applied to a high one."""
 
@@ -215,7 +241,7 @@ class UpBlock(nn.Module):
             x = c(x)
             if self.noises is not None:
                 x = self.noises[i](x, noise_mode)
-            x = F.glu(norm(x), dim=1)
+            x = glu(norm(x))
         return x
 
 
@@ -271,7 +297,7 @@ class FastGANGenerator(nn.Module):
         self.z_dim, self.size = cfg.z_dim, cfg.size
         c4 = cfg.g_width(4)
         self.init = nn.Sequential(_sn(nn.ConvTranspose2d(cfg.z_dim, 2 * c4, 4, 1, 0, bias=False)),
-                                  nn.BatchNorm2d(2 * c4), nn.GLU(dim=1))
+                                  nn.BatchNorm2d(2 * c4), GLU())
         # Keyed by resolution, so layers match between models of different sizes (--init-from).
         self.blocks = nn.ModuleDict({
             f"b{r}": UpBlock(cin=cfg.g_width(r // 2), cout=cfg.g_width(r), res=r, comp=r in COMP_RES)

@@ -143,6 +143,24 @@ def test_decoders_reconstruction_loss_falls_on_a_fixed_batch(one_thread):
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
 
 
+def test_glu_matches_torch_glu_and_hands_back_its_input_layout():
+    """The up-blocks' GLU: values and gradients of torch's GLU (float64 gradcheck), with the gradient in the
+    input's memory format; torch's gives NCHW for channels_last, and BatchNorm's backward is then slow."""
+    x = torch.randn(2, 6, 5, 5, dtype=torch.float64)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        xi = x.contiguous(memory_format=layout).requires_grad_(True)
+        assert torch.autograd.gradcheck(fg.glu, (xi,))
+        ref = xi.detach().clone().requires_grad_(True)  # the same layout: torch's kernels then agree bit for bit
+        torch.testing.assert_close(fg.glu(xi), torch.nn.functional.glu(ref, dim=1), rtol=0, atol=0)
+        w = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+        (grad,) = torch.autograd.grad((fg.glu(xi) * w).sum(), xi)
+        (want,) = torch.autograd.grad((torch.nn.functional.glu(ref, dim=1) * w).sum(), ref)
+        torch.testing.assert_close(grad, want, rtol=0, atol=0)
+        assert grad.is_contiguous(memory_format=layout)
+    (torch_grad,) = torch.autograd.grad(torch.nn.functional.glu(xi, dim=1).sum(), xi)
+    assert not torch_grad.is_contiguous(memory_format=torch.channels_last), "torch now keeps the layout itself"
+
+
 def test_quadrant_picks_each_corner():
     x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(4, 1, 1, 1)
     got = fg.quadrant(x, torch.tensor([0, 1, 2, 3]))

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def link_torch():
     return module
 
 
-def fake_dist(site: Path, name: str, requires: list[str] = (), files: list[str] = ()) -> None:
+def fake_dist(site: Path, name: str, requires: Sequence[str] = (), files: Sequence[str] = ()) -> None:
     """A minimal installed distribution: dist-info with METADATA and RECORD, plus the files RECORD lists."""
     info = site / f"{name.replace('-', '_')}-1.0.dist-info"
     info.mkdir(parents=True)

@@ -505,6 +505,7 @@ class FastGANStep:
     def __call__(self, next_real: Callable[[], Tensor], step: int) -> dict[str, float]:
         from ganplug.train import losses
         from ganplug.train.frozen import frozen
+        from ganplug.train.steps import adversarial_stats
 
         rt, G = self.rt, self.G
         for _ in range(self.cfg.d_steps):
@@ -527,14 +528,8 @@ class FastGANStep:
             self.opt_G.zero_grad(set_to_none=True)
             loss_g.backward()
         self.opt_G.step()
-        stats = {
-            "loss/G": loss_g.item(),
-            "loss/D": loss_adv.item(),
-            "loss/recon": loss_rec.item(),
-            "scores/real": real_logits.float().mean().item(),
-            "scores/fake": fake_logits.float().mean().item(),
-            "aug/p": self.augment.p(self.cfg),
-        }
+        stats = adversarial_stats(loss_g, loss_adv, real_logits, fake_logits)
+        stats.update({"loss/recon": loss_rec.item(), "aug/p": self.augment.p(self.cfg)})
         if self.ada is not None:
             stats["ada/rt"] = self.ada.last_rt
         return stats

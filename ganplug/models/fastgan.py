@@ -20,6 +20,13 @@ the 16x16 features that quadrant of the image at the same resolution. Their loss
 images only: LPIPS-VGG16 as in the paper when both weight files are present locally, else pixel L1 +
 (1 - MS-SSIM); the step's state (saved in every checkpoint) and `--dry-run` say which.
 
+With `multiscale` (`--model multiscale=true`), as the paper's code and not its text: G also draws the image
+at min(128, size / 2) px from its map there (a 1x1 conv + tanh), and D has a second, small branch (a 4x4/2
+conv, then plain 4x4/2 down-blocks to 8x8 and a 4x4 conv to patch logits) that judges G's small image, or
+for a real image its area-downsized copy, with a third decoder reconstructing that copy. The hinge loss
+applies to each branch's logits and is averaged; plain `D(x)` (ranking) returns the two branches' mean.
+Freeze-D freezes the main branch's first blocks only.
+
 Widths follow the official code (ngf = ndf = 64 with its per-resolution multipliers), times `capacity`
 (D's encoder: times `d_capacity` when that is given); every conv is spectrally normalised, weights start
 N(0, 0.02) (BatchNorm scales N(1, 0.02)).
@@ -74,6 +81,13 @@ class FastGANConfig:
     # Its decoders keep capacity's widths. At 64 px on a CPU, 0.5 beside capacity 0.25 costs 1.45x per image
     # and learns faster per image, but after an hour covered no more than the default (docs/results.md).
     d_capacity: float | None = None
+    # The paper's code (not its text): G also draws the image at `small_size` px from its feature map there,
+    # and a second, small D branch with its own logits and a third decoder judges it against the downsized
+    # real; the two branches' hinge losses are averaged. False: one D branch only (checkpoints from before
+    # the option, which lack the key, load as False).
+    multiscale: bool = False
+    # The paper's code: the hinge loss applies to each of D's 5x5 patch logits, not to their mean.
+    patch_loss: bool = False
 
     def validate(self) -> None:
         if self.size not in SIZES:
@@ -86,6 +100,9 @@ class FastGANConfig:
             raise UserError(f"capacity must be in (0, 4], not {self.capacity}; 1.0 = the paper's widths.")
         if self.d_capacity is not None and not 0 < self.d_capacity <= 4:
             raise UserError(f"d_capacity must be in (0, 4] (or null, to follow capacity), not {self.d_capacity}.")
+        for name in ("multiscale", "patch_loss"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"{name} must be true or false, not {getattr(self, name)!r}.")
 
     def _scaled(self, width: float, capacity: float | None = None) -> int:
         return max(MIN_WIDTH, int(round((self.capacity if capacity is None else capacity) * width)))
@@ -95,6 +112,10 @@ class FastGANConfig:
 
     def d_width(self, res: int) -> int:
         return self._scaled(BASE * D_MULT[2 * res], self.d_capacity)
+
+    def d_small_width(self, res: int) -> int:
+        """Width of the small D branch's map at `res` px (the paper's code: ndf * D_MULT[4 * res])."""
+        return self._scaled(BASE * D_MULT[4 * res], self.d_capacity)
 
     def dec_width(self, res: int) -> int:
         return self._scaled(32 * G_MULT[res])
@@ -118,6 +139,12 @@ class FastGANConfig:
     def rec_size(self) -> int:
         """Side of the decoders' reconstructions (the paper: 128 px from 1024 px images)."""
         return min(128, self.size // 2)
+
+    @property
+    def small_size(self) -> int:
+        """Side of G's second image and of the small D branch's input with `multiscale` (the paper: 128 px
+        for 256 px and larger; half the size below, as the decoders' reconstructions)."""
+        return self.rec_size
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,9 +334,15 @@ class FastGANGenerator(nn.Module):
                                   for s, t in cfg.g_sle})
         self._sle_at = {t: (s, f"sle{s}_{t}") for s, t in cfg.g_sle}
         self.to_rgb = conv(cfg.g_width(cfg.size), cfg.channels, 3, 1, 1)
+        self.small_size = cfg.small_size if cfg.multiscale else 0
+        if cfg.multiscale:  # the paper's to_128: a 1x1 conv + tanh on the map at small_size
+            self.to_small = conv(cfg.g_width(cfg.small_size), cfg.channels, 1)
         init_weights(self)
 
-    def forward(self, z: Tensor, truncation: float = 1.0, noise_mode: str = "const") -> Tensor:
+    def forward(self, z: Tensor, truncation: float = 1.0, noise_mode: str = "const",
+                with_small: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Images [N, C, size, size]; with `with_small` (training a multiscale model), also G's own image at
+        small_size px, which only the small D branch sees."""
         # Truncation for a Gaussian z: shrink toward its mean (0), as DCGAN does.
         if truncation != 1.0:
             z = z * truncation
@@ -322,7 +355,12 @@ class FastGANGenerator(nn.Module):
                 src, key = self._sle_at[res]
                 x = self.sle[key](feats[src], x)
             feats[res] = x
-        return torch.tanh(self.to_rgb(x))
+        img = torch.tanh(self.to_rgb(x))
+        if not with_small:
+            return img
+        if not self.small_size:
+            raise ValueError("with_small: this generator was built without multiscale")
+        return img, torch.tanh(self.to_small(feats[self.small_size]))
 
 
 class FastGANDiscriminator(nn.Module):
@@ -351,6 +389,18 @@ class FastGANDiscriminator(nn.Module):
                                   nn.LeakyReLU(LRELU), conv(cfg.d_width(4), 1, 4))  # 8x8 -> 5x5 patch logits
         self.decode_whole = Decoder(cfg, cin=cfg.d_width(8))
         self.decode_part = Decoder(cfg, cin=cfg.d_width(16))
+        self.small_size = cfg.small_size if cfg.multiscale else 0
+        self.patch_loss = cfg.patch_loss
+        if cfg.multiscale:  # the paper's down_from_small (4x4/2 conv, then plain down-blocks to 8x8) and rf_small
+            res, cin, small = cfg.small_size // 2, cfg.channels, []
+            small.append(nn.Sequential(conv(cin, cfg.d_small_width(res), 4, 2, 1), nn.LeakyReLU(LRELU)))
+            while res > 8:
+                small.append(nn.Sequential(conv(cfg.d_small_width(res), cfg.d_small_width(res // 2), 4, 2, 1),
+                                           nn.BatchNorm2d(cfg.d_small_width(res // 2)), nn.LeakyReLU(LRELU)))
+                res //= 2
+            self.small_blocks = nn.Sequential(*small)
+            self.small_head = conv(cfg.d_small_width(8), 1, 4)
+            self.decode_small = Decoder(cfg, cin=cfg.d_small_width(8))
         init_weights(self)
 
     def features(self, img: Tensor) -> dict[int, Tensor]:
@@ -368,15 +418,37 @@ class FastGANDiscriminator(nn.Module):
             feats[res] = x
         return feats
 
-    def forward(self, img: Tensor, reconstruct: bool = False):
-        """Logits [N] (the patch map's mean); with `reconstruct`, also (whole, part) reconstructions and the
-        quadrant index [N] each part shows (drawn from torch's RNG)."""
+    def downsize(self, img: Tensor) -> Tensor:
+        """A full-size image as the small branch sees it (area average; the paper's code picks pixels)."""
+        return F.avg_pool2d(img, self.size // self.small_size)
+
+    def forward(self, img: Tensor, reconstruct: bool = False, small: Tensor | None = None, branches: bool = False):
+        """Logits [N] (the patch map's mean; with multiscale, the mean of the two branches'); with `branches`,
+        [N, 1] or [N, 2] (main, small), so that a loss applies to each branch. `small` is the small branch's
+        input (G's own small image for a fake); without it the branch sees `img` downsized. With
+        `reconstruct`, also the reconstructions (whole, part, small or None) and the quadrant index [N] each
+        part shows (drawn from torch's RNG)."""
         feats = self.features(img)
-        logits = self.head(feats[8]).mean(dim=(1, 2, 3))
+        patches = [self.head(feats[8])]
+        feat_small = None
+        if self.small_size:
+            if small is None:
+                small = self.downsize(img)
+            elif small.shape != (img.shape[0], self.channels, self.small_size, self.small_size):
+                raise ValueError(f"D's small branch expects images [N, {self.channels}, {self.small_size}, "
+                                 f"{self.small_size}], got {tuple(small.shape)}")
+            feat_small = self.small_blocks(small)
+            patches.append(self.small_head(feat_small))
+        if branches and self.patch_loss:
+            out = torch.cat([p.flatten(1) for p in patches], dim=1)
+        else:
+            means = [p.mean(dim=(1, 2, 3)) for p in patches]
+            out = torch.stack(means, dim=1) if branches else sum(means) / len(means)
         if not reconstruct:
-            return logits
+            return out
         q = torch.randint(0, 4, (img.shape[0],), device=img.device)
-        return logits, self.decode_whole(feats[8]), self.decode_part(quadrant(feats[16], q)), q
+        rec_small = self.decode_small(feat_small) if feat_small is not None else None
+        return out, self.decode_whole(feats[8]), self.decode_part(quadrant(feats[16], q)), rec_small, q
 
 
 def init_weights(module: nn.Module) -> None:
@@ -451,15 +523,17 @@ def recon_distance(device: torch.device) -> tuple[str, Callable[[Tensor, Tensor]
 
 
 def reconstruction_loss(distance: Callable[[Tensor, Tensor], Tensor], real: Tensor, whole: Tensor, part: Tensor,
-                        q: Tensor) -> Tensor:
-    """distance(whole, real downsized) + distance(part, real's quadrant q at the same size), in fp32."""
+                        q: Tensor, small: Tensor | None = None) -> Tensor:
+    """distance(whole, real downsized) + distance(part, real's quadrant q at the same size), in fp32; with
+    the small branch's reconstruction, + distance(small, real downsized)."""
     real = real.float()
     size = whole.shape[-1]
     target_whole = F.interpolate(real, size=(size, size), mode="area")
     target_part = quadrant(real, q)
     if target_part.shape[-1] != size:
         target_part = F.interpolate(target_part, size=(size, size), mode="area")
-    return distance(whole.float(), target_whole) + distance(part.float(), target_part)
+    loss = distance(whole.float(), target_whole) + distance(part.float(), target_part)
+    return loss if small is None else loss + distance(small.float(), target_whole)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -499,8 +573,11 @@ class FastGANStep:
     def ada(self):
         return self.augment.ada
 
-    def _d(self, x: Tensor, **kw):
-        return self.D(self.augment(x, self.cfg), **kw)
+    def _d(self, fake: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+        """D's per-branch logits on generated images (each scale augmented on its own, as the paper's code)."""
+        if isinstance(fake, tuple):
+            return self.D(self.augment(fake[0], self.cfg), small=self.augment(fake[1], self.cfg), branches=True)
+        return self.D(self.augment(fake, self.cfg), branches=True)
 
     def __call__(self, next_real: Callable[[], Tensor], step: int) -> dict[str, float]:
         from ganplug.train import losses
@@ -508,15 +585,17 @@ class FastGANStep:
         from ganplug.train.steps import adversarial_stats
 
         rt, G = self.rt, self.G
+        multiscale = bool(G.small_size)
         for _ in range(self.cfg.d_steps):
             real = next_real()
             with rt.autocast():
-                fake = G(torch.randn(real.shape[0], G.z_dim, device=rt.device), noise_mode="random")
+                z = torch.randn(real.shape[0], G.z_dim, device=rt.device)
+                fake = G(z, noise_mode="random", with_small=multiscale)
                 real_aug = self.augment(real, self.cfg)
-                real_logits, whole, part, q = self.D(real_aug, reconstruct=True)
-                fake_logits = self._d(fake.detach())
+                real_logits, whole, part, small, q = self.D(real_aug, reconstruct=True, branches=True)
+                fake_logits = self._d(tuple(f.detach() for f in fake) if multiscale else fake.detach())
             loss_adv = losses.d_loss(self.cfg.loss, real_logits, fake_logits)
-            loss_rec = reconstruction_loss(self.recon, real_aug.detach(), whole, part, q)
+            loss_rec = reconstruction_loss(self.recon, real_aug.detach(), whole, part, q, small)
             self.opt_D.zero_grad(set_to_none=True)
             (loss_adv + RECON_WEIGHT * loss_rec).backward()
             self.opt_D.step()

@@ -38,8 +38,8 @@ def test_shapes_at_every_size(size, one_thread):
         G, D, spec = build_models("fastgan", cfg)
         z = torch.randn(2, cfg.z_dim)
         img = G(z)
-        logits, whole, part, q = D(img, reconstruct=True)
-    assert img.shape == (2, 3, size, size) and logits.shape == (2,) and q.shape == (2,)
+        logits, whole, part, small, q = D(img, reconstruct=True)
+    assert img.shape == (2, 3, size, size) and logits.shape == (2,) and q.shape == (2,) and small is None
     rec = min(128, size // 2)
     assert whole.shape == part.shape == (2, 3, rec, rec)
     assert len(D.blocks) == int(torch.log2(torch.tensor(min(size, 256) / 8))) + 1 + (size == 1024)
@@ -52,8 +52,75 @@ def test_rgba_output_and_input():
     cfg, G, D, spec = _build(32, channels=4)
     img = G(torch.randn(2, 16))
     assert img.shape == (2, 4, 32, 32) and spec.out_channels == 4
-    _, whole, part, _ = D(img, reconstruct=True)
+    _, whole, part, _, _ = D(img, reconstruct=True)
     assert whole.shape[1] == part.shape[1] == 4
+
+
+@pytest.mark.parametrize("size", fg.SIZES)
+def test_multiscale_shapes_at_every_size(size, one_thread):
+    """G's second image and D's small branch at every size (meta above 64 px, at the paper's widths)."""
+    meta = size > 64
+    cfg = config_from_dict("fastgan", {"size": size, "multiscale": True, **({} if meta else TINY)})
+    small_px = min(128, size // 2)
+    assert cfg.small_size == small_px
+    with torch.device("meta") if meta else torch.device("cpu"):
+        G, D, _ = build_models("fastgan", cfg)
+        img, small = G(torch.randn(2, cfg.z_dim), with_small=True)
+        both, whole, part, rec_small, q = D(img, reconstruct=True, small=small, branches=True)
+        assert G(torch.randn(2, cfg.z_dim)).shape == img.shape  # sampling gets the full-size image alone
+    assert img.shape == (2, 3, size, size) and small.shape == (2, 3, small_px, small_px)
+    assert both.shape == (2, 2) and rec_small.shape == whole.shape == (2, 3, small_px, small_px)
+    # the branch halves its input to a 4x4/2 conv's output, then 4x4/2 down-blocks to 8x8
+    assert len(D.small_blocks) == int(torch.log2(torch.tensor(small_px / 16))) + 1
+    if size == 1024:  # the paper's widths: down_from_small 128 -> 64 px at ndf/2 channels, 8x8 at 4 * ndf
+        assert D.small_blocks[0][0].out_channels == 32 and D.small_head.in_channels == 256
+
+
+def test_multiscale_small_branch_judges_the_small_image(one_thread):
+    """The small branch scores what it is given (G's own small image for fakes), a real's downsized copy
+    when given nothing; plain logits are the two branches' mean; a model without it refuses with_small."""
+    _, G, D, _ = _build(64, multiscale=True)
+    G.eval(), D.eval()
+    torch.manual_seed(2)
+    img = torch.rand(3, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        both = D(img, branches=True)
+        own = D(img, small=torch.nn.functional.avg_pool2d(img, 2), branches=True)
+        other = D(img, small=torch.rand(3, 3, 32, 32) * 2 - 1, branches=True)
+        plain = D(img)
+    assert torch.equal(both, own)
+    assert torch.equal(other[:, 0], both[:, 0]) and not torch.allclose(other[:, 1], both[:, 1])
+    assert torch.allclose(plain, both.mean(1))
+    with pytest.raises(ValueError, match="small branch expects"):
+        D(img, small=torch.zeros(3, 3, 16, 16))
+    _, G1, _, _ = _build(64)
+    with pytest.raises(ValueError, match="without multiscale"):
+        G1(torch.randn(1, 16), with_small=True)
+
+
+def test_patch_loss_hands_the_loss_every_patch_logit(one_thread):
+    """With patch_loss, D's per-branch output is its 5x5 patch logits (main, then small), whose means are
+    the logits without it: the hinge then applies to each patch, as the paper's code does."""
+    _, _, D, _ = _build(64, multiscale=True)
+    _, _, Dp, _ = _build(64, multiscale=True, patch_loss=True)
+    D.eval(), Dp.eval()
+    img = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        patches, means, plain = Dp(img, branches=True), D(img, branches=True), Dp(img)
+    assert patches.shape == (2, 50)
+    assert torch.allclose(patches.view(2, 2, 25).mean(2), means, atol=1e-6)
+    assert torch.allclose(plain, means.mean(1), atol=1e-6)  # ranking still gets one score per image
+
+
+def test_multiscale_is_off_for_configs_without_it_and_must_be_a_bool():
+    """Checkpoints written before the option have no key: they load as the single-branch model they are."""
+    assert config_from_dict("fastgan", {"size": 64}).multiscale is False
+    G, D, _ = build_models("fastgan", config_from_dict("fastgan", {"size": 64, **TINY}))
+    assert not hasattr(G, "to_small") and not hasattr(D, "small_blocks")
+    assert config_from_dict("fastgan", {"size": 64}).patch_loss is False
+    for name in ("multiscale", "patch_loss"):
+        with pytest.raises(UserError, match=f"{name} must be true or false"):
+            config_from_dict("fastgan", {"size": 64, name: "yes"})
 
 
 @pytest.mark.parametrize("size,g_pairs,d_pairs", [
@@ -124,9 +191,10 @@ def test_sle_gates_are_in_unit_interval_and_change_the_output(one_thread):
     assert not torch.allclose(plain, perturbed)
 
 
-def test_decoders_reconstruction_loss_falls_on_a_fixed_batch(one_thread):
-    """30 D-only updates on a fixed batch: the decoders learn to reconstruct the real images."""
-    cfg, _, D, _ = _build(32)
+@pytest.mark.parametrize("multiscale", [False, True])
+def test_decoders_reconstruction_loss_falls_on_a_fixed_batch(multiscale, one_thread):
+    """30 D-only updates on a fixed batch: the decoders (three with multiscale) learn to reconstruct the reals."""
+    cfg, _, D, _ = _build(32, multiscale=multiscale)
     gen = torch.Generator().manual_seed(0)
     real = torch.rand(4, 3, 32, 32, generator=gen) * 2 - 1
     real = torch.nn.functional.avg_pool2d(real, 5, 1, 2)  # some structure for SSIM to see
@@ -134,8 +202,9 @@ def test_decoders_reconstruction_loss_falls_on_a_fixed_batch(one_thread):
     losses = []
     torch.manual_seed(1)
     for _ in range(30):
-        _, whole, part, q = D(real, reconstruct=True)
-        loss = fg.reconstruction_loss(fg.pixel_ssim_distance, real, whole, part, q)
+        _, whole, part, small, q = D(real, reconstruct=True)
+        assert (small is not None) == multiscale
+        loss = fg.reconstruction_loss(fg.pixel_ssim_distance, real, whole, part, q, small)
         opt.zero_grad()
         loss.backward()
         opt.step()

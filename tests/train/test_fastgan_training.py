@@ -121,3 +121,18 @@ def test_a_cpu_run_trains_at_batch_32_a_gpu_at_the_papers_8_unless_asked(imgs, t
     monkeypatch.setattr(device, "resolve_device", lambda name="auto": torch.device("cuda"))
     assert TrainConfig.for_family("fastgan", data="", out="").batch == 8
     assert TrainConfig.for_family("dcgan", data="", out="").batch == TrainConfig(data="", out="").batch  # theirs
+
+
+def test_multiscale_trains_gs_small_image_and_ds_small_branch(imgs, tmp_path, one_thread):
+    """`--model multiscale=true`: G's small head and D's small branch and decoder are in the checkpoint and
+    learn (they differ from a run's first step to its third); the option is in the run's config."""
+    runs = {}
+    for steps in (1, 3):
+        runs[steps] = tmp_path / f"s{steps}"
+        _train(imgs, *TINY, "--out", runs[steps], "--steps", steps, "--seed", "5", "--sample-every", "0",
+               "--no-watch", "--model", "multiscale=true")
+    assert json.loads((runs[3] / "config.json").read_text())["model"]["multiscale"] is True
+    a, b = (ckpt.read_tensors(ckpt.resolve_checkpoint(runs[s])) for s in (1, 3))
+    for prefix in ("G.to_small.", "D.small_blocks.0.", "D.small_head.", "D.decode_small."):
+        keys = [k for k in a if k.startswith(prefix) and k.endswith("original")]
+        assert keys and not all(torch.equal(a[k], b[k]) for k in keys), prefix

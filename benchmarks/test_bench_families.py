@@ -22,7 +22,8 @@ from ganplug.train.steps import build_step
 from ganplug.train.trainer import make_adam
 
 TRAIN_BATCH, GEN_BATCH = 8, 16
-MODEL = {"dcgan": {}, "stylegan": {"capacity": 0.25, "mapping_layers": 2}, "fastgan": {"capacity": 0.25}}
+MODEL = {"dcgan": {}, "stylegan": {"capacity": 0.25, "mapping_layers": 2},
+         "fastgan": {"capacity": 0.25, "multiscale": True}}  # FastGAN's CPU defaults (fastgan.model_defaults)
 CASES = [(arch, size, precision) for arch in MODEL for size in (64, 128, 256) for precision in ("fp32", "bf16")]
 
 

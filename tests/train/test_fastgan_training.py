@@ -98,8 +98,9 @@ def test_a_cpu_run_gets_a_quarter_of_the_papers_widths_unless_asked(imgs, tmp_pa
     assert model()["capacity"] == fg.CPU_CAPACITY
     assert model("--capacity", "1")["capacity"] == 1.0
     # judged without the device being there, as the batch is: a GPU run's config still loads on a laptop
-    assert fg.model_defaults(TrainConfig(data="", out="", device="cuda:1")) == {}
-    assert fg.model_defaults(TrainConfig(data="", out="", device="cpu")) == {"capacity": fg.CPU_CAPACITY}
+    assert fg.model_defaults(TrainConfig(data="", out="", device="cuda:1")) == {"multiscale": True}
+    assert fg.model_defaults(TrainConfig(data="", out="", device="cpu")) == {"capacity": fg.CPU_CAPACITY,
+                                                                             "multiscale": True}
 
 
 def test_a_cpu_run_trains_at_batch_32_a_gpu_at_the_papers_8_unless_asked(imgs, tmp_path, capsys, monkeypatch):
@@ -123,16 +124,21 @@ def test_a_cpu_run_trains_at_batch_32_a_gpu_at_the_papers_8_unless_asked(imgs, t
     assert TrainConfig.for_family("dcgan", data="", out="").batch == TrainConfig(data="", out="").batch  # theirs
 
 
-def test_multiscale_trains_gs_small_image_and_ds_small_branch(imgs, tmp_path, one_thread):
-    """`--model multiscale=true`: G's small head and D's small branch and decoder are in the checkpoint and
-    learn (they differ from a run's first step to its third); the option is in the run's config."""
+def test_a_new_run_trains_gs_small_image_and_ds_small_branch(imgs, tmp_path, one_thread):
+    """A new run is multiscale: G's small head and D's small branch and decoder are in the checkpoint and
+    learn (they differ from a run's first step to its third); `--model multiscale=false` leaves them out."""
     runs = {}
     for steps in (1, 3):
         runs[steps] = tmp_path / f"s{steps}"
         _train(imgs, *TINY, "--out", runs[steps], "--steps", steps, "--seed", "5", "--sample-every", "0",
-               "--no-watch", "--model", "multiscale=true")
+               "--no-watch")
     assert json.loads((runs[3] / "config.json").read_text())["model"]["multiscale"] is True
     a, b = (ckpt.read_tensors(ckpt.resolve_checkpoint(runs[s])) for s in (1, 3))
     for prefix in ("G.to_small.", "D.small_blocks.0.", "D.small_head.", "D.decode_small."):
         keys = [k for k in a if k.startswith(prefix) and k.endswith("original")]
         assert keys and not all(torch.equal(a[k], b[k]) for k in keys), prefix
+    single = tmp_path / "single"
+    _train(imgs, *TINY, "--out", single, "--steps", 1, "--sample-every", "0", "--no-watch",
+           "--model", "multiscale=false")
+    assert json.loads((single / "config.json").read_text())["model"]["multiscale"] is False
+    assert not any("small" in k for k in ckpt.read_tensors(ckpt.resolve_checkpoint(single)))

@@ -15,7 +15,7 @@ import torch
 
 from ganplug.data.dataset import ImageDataset
 from ganplug.device import make_runtime
-from ganplug.models import build_models, config_from_dict
+from ganplug.models import build_models, config_from_dict, fastgan
 from ganplug.train.batches import BatchSource
 from ganplug.train.config import TrainConfig
 from ganplug.train.steps import build_step
@@ -23,7 +23,7 @@ from ganplug.train.trainer import make_adam
 
 TRAIN_BATCH, GEN_BATCH = 8, 16
 MODEL = {"dcgan": {}, "stylegan": {"capacity": 0.25, "mapping_layers": 2},
-         "fastgan": {"capacity": 0.25, "multiscale": True}}  # FastGAN's CPU defaults (fastgan.model_defaults)
+         "fastgan": fastgan.model_defaults(TrainConfig(data="", out="", device="cpu"))}  # a CPU run's defaults
 CASES = [(arch, size, precision) for arch in MODEL for size in (64, 128, 256) for precision in ("fp32", "bf16")]
 
 

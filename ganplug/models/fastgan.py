@@ -25,7 +25,7 @@ at min(128, size / 2) px from its map there (a 1x1 conv + tanh), and D has a sec
 conv, then plain 4x4/2 down-blocks to 8x8 and a 4x4 conv to patch logits) that judges G's small image, or
 for a real image its area-downsized copy, with a third decoder reconstructing that copy. The hinge loss
 applies to each branch's logits and is averaged; plain `D(x)` (ranking) returns the two branches' mean.
-Freeze-D freezes the main branch's first blocks only.
+Freeze-D (`--freeze-d N`) freezes the first N blocks of each branch (the small one has fewer).
 
 Widths follow the official code (ngf = ndf = 64 with its per-resolution multipliers), times `capacity`
 (D's encoder: times `d_capacity` when that is given); every conv is spectrally normalised, weights start
@@ -417,6 +417,11 @@ class FastGANDiscriminator(nn.Module):
                 x = self.sle[key](feats[src], x)
             feats[res] = x
         return feats
+
+    @property
+    def input_stacks(self) -> tuple[nn.Sequential, ...]:
+        """The branches' layer stacks from the input side, for Freeze-D (train/loop.py)."""
+        return (self.blocks, self.small_blocks) if self.small_size else (self.blocks,)
 
     def downsize(self, img: Tensor) -> Tensor:
         """A full-size image as the small branch sees it (area average; the paper's code picks pixels)."""

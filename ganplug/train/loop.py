@@ -114,8 +114,10 @@ def _freeze_d(D: torch.nn.Module, n: int) -> None:
         raise UserError("--freeze-d: this architecture's discriminator has no blocks to freeze.")
     if n > len(blocks):
         raise UserError(f"--freeze-d {n}: the discriminator has only {len(blocks)} blocks.")
-    for block in list(blocks)[:n]:
-        block.requires_grad_(False)
+    # A discriminator with several input branches (FastGAN's two scales) lists them; each keeps its first n.
+    for stack in getattr(D, "input_stacks", (blocks,)):
+        for block in list(stack)[:n]:
+            block.requires_grad_(False)
 
 
 def _init_from(path: str, arch: str, G, D, G_ema, allow_partial: bool = False) -> tuple[Path, list[str]]:

@@ -81,8 +81,10 @@ def test_transfer_with_freeze_d_keeps_the_first_blocks(imgs, tmp_path, one_threa
            "--init-from", src, "--freeze-d", "2")
     a = ckpt.read_tensors(ckpt.resolve_checkpoint(src))
     b = ckpt.read_tensors(ckpt.resolve_checkpoint(dst))
-    frozen = [k for k in a if k.startswith(("D.blocks.0.", "D.blocks.1.")) and "running" not in k
+    frozen = [k for k in a if k.startswith(("D.blocks.0.", "D.blocks.1.", "D.small_blocks.0.", "D.small_blocks.1."))
+              and "running" not in k
               and "num_batches" not in k and not k.endswith(("._u", "._v"))]
+    assert any(k.startswith("D.small_blocks.") for k in frozen)  # both branches of the default two-scale D
     assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)
     trained = [k for k in a if k.startswith("D.head.") and k.endswith("original")]
     assert trained and not all(torch.equal(a[k], b[k]) for k in trained)

@@ -213,21 +213,38 @@ def test_decoders_reconstruction_loss_falls_on_a_fixed_batch(multiscale, one_thr
 
 
 def test_glu_matches_torch_glu_and_hands_back_its_input_layout():
-    """The up-blocks' GLU: values and gradients of torch's GLU (float64 gradcheck), with the gradient in the
-    input's memory format; torch's gives NCHW for channels_last, and BatchNorm's backward is then slow."""
+    """The up-blocks' GLU: values and gradients of torch's GLU (float64 gradcheck and gradgradcheck), with the
+    gradient in the input's memory format; torch's gives NCHW for channels_last, and BatchNorm's backward is
+    then slow. A channels_last map on a CPU takes the dense-halves path, an NCHW one torch's own."""
     x = torch.randn(2, 6, 5, 5, dtype=torch.float64)
     for layout in (torch.contiguous_format, torch.channels_last):
         xi = x.contiguous(memory_format=layout).requires_grad_(True)
         assert torch.autograd.gradcheck(fg.glu, (xi,))
-        ref = xi.detach().clone().requires_grad_(True)  # the same layout: torch's kernels then agree bit for bit
-        torch.testing.assert_close(fg.glu(xi), torch.nn.functional.glu(ref, dim=1), rtol=0, atol=0)
+        assert torch.autograd.gradgradcheck(fg.glu, (xi,))
+        ref = xi.detach().clone().requires_grad_(True)
+        torch.testing.assert_close(fg.glu(xi), torch.nn.functional.glu(ref, dim=1), rtol=1e-15, atol=0)
         w = torch.randn(2, 3, 5, 5, dtype=torch.float64)
         (grad,) = torch.autograd.grad((fg.glu(xi) * w).sum(), xi)
         (want,) = torch.autograd.grad((torch.nn.functional.glu(ref, dim=1) * w).sum(), ref)
-        torch.testing.assert_close(grad, want, rtol=0, atol=0)
+        torch.testing.assert_close(grad, want, rtol=1e-14, atol=1e-15)
         assert grad.is_contiguous(memory_format=layout)
+        assert fg.glu(xi).is_contiguous(memory_format=layout)
     (torch_grad,) = torch.autograd.grad(torch.nn.functional.glu(xi, dim=1).sum(), xi)
     assert not torch_grad.is_contiguous(memory_format=torch.channels_last), "torch now keeps the layout itself"
+
+
+def test_glu_in_bf16_matches_float64_within_rounding():
+    """The training precision: a channels_last bf16 map (the CPU default) against the float64 GLU."""
+    x = torch.randn(4, 16, 8, 8, dtype=torch.float64)
+    w = torch.randn(4, 8, 8, 8, dtype=torch.float64)
+    xb = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    x64 = xb.detach().double().requires_grad_(True)  # the same rounded inputs
+    out = fg.glu(xb)
+    (grad,) = torch.autograd.grad((out * w.to(torch.bfloat16)).sum(), xb)
+    (want,) = torch.autograd.grad((torch.nn.functional.glu(x64, dim=1) * w.to(torch.bfloat16).double()).sum(), x64)
+    torch.testing.assert_close(out.double(), torch.nn.functional.glu(x64, dim=1), rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(grad.double(), want, rtol=3e-2, atol=3e-2)
+    assert grad.dtype == torch.bfloat16 and grad.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_quadrant_picks_each_corner():
